@@ -81,13 +81,18 @@ class LLMAgent(Agent):
         """P(action) proportional to the model's probability of answering with exactly
         that action's text then end-of-sequence, renormalised over the legal actions;
         every candidate of every game is scored in one forward pass.
-        (In `chat` style this scores the boxed answer given with no reasoning.)"""
+        (In `chat` style this scores the boxed answer given with no reasoning.) An answer
+        that fills `max_new_tokens` ends there whatever comes next, so it gets no
+        end-of-sequence factor: with one-token moves the policy is the next-token softmax."""
         eos = self.tokenizer.eos_token_id
+        limit = self.sampling.max_new_tokens if self.sampling is not None else None
         rows, owners = [], []  # (prompt, answer) per candidate; (game index, action)
         for i, game in enumerate(games):
             prompt = self.prompter.ids(game)
             for action in game.legal_actions():
-                answer = self.tokenizer(game.format_action(action), add_special_tokens=False)["input_ids"] + [eos]
+                answer = self.tokenizer(game.format_action(action), add_special_tokens=False)["input_ids"]
+                if limit is None or len(answer) < limit:
+                    answer = answer + [eos]
                 rows.append((prompt, answer))
                 owners.append((i, action))
         width = max(len(p) + len(a) for p, a in rows)
