@@ -1,6 +1,6 @@
 """Does self-play learn on a CPU? The issue's learning targets, measured.
 
-    python benchmarks/learning.py [--minutes 10] [--only tictactoe,kuhn,ablation] [--out runs/bench]
+    python benchmarks/learning.py [--minutes 10] [--only tictactoe,kuhn,ablation] [--seeds 0,1,2] [--out runs/bench]
 
 Runs, each with a wall-clock budget (`time_limit_minutes`):
   tictactoe   the default `selfplay train` preset; then 1,000 greedy games against
@@ -9,6 +9,8 @@ Runs, each with a wall-clock budget (`time_limit_minutes`):
   kuhn        the Kuhn Poker tiny preset; exact exploitability of the final policy
               (target: <= 0.10; uniform random play is 0.458)
   ablation    the TicTacToe preset with RAE off (raw returns), for the plot beside RAE
+With several --seeds every run is repeated per seed (folders NAME-seedS): how reliable a
+result is matters as much as its best value.
 Prints one table and writes `learning_curves.png` / `rae_ablation.png` into --out.
 """
 
@@ -36,11 +38,13 @@ PRESETS = {
 }
 
 
-def train(name: str, minutes: float, out: Path) -> Trainer:
+def train(name: str, minutes: float, out: Path, seed: int | None = None) -> Trainer:
     preset, extra = PRESETS[name]
+    folder = out / (name if seed is None else f"{name}-seed{seed}")
+    seeded = [] if seed is None else [f"seed={seed}"]
     cfg = load_config(f"selfplay/configs/{preset}.yaml",
-                      [*extra, f"time_limit_minutes={minutes}", f"output_dir={out / name}"])
-    trainer = Trainer(cfg, out / name)
+                      [*extra, *seeded, f"time_limit_minutes={minutes}", f"output_dir={folder}"])
+    trainer = Trainer(cfg, folder)
     start = time.perf_counter()
     trainer.train()
     trainer.wall_minutes = (time.perf_counter() - start) / 60
@@ -51,7 +55,8 @@ def final_eval(trainer: Trainer, name: str, games: int) -> dict:
     from selfplay.agents.llm import LLMAgent
 
     cfg = trainer.cfg
-    agent = LLMAgent(trainer.model, trainer.tokenizer, trainer.generator, trainer.eval_sampling, seed=12345)
+    # the policy the run exports: the weight average when the preset averages
+    agent = LLMAgent(trainer.policy, trainer.tokenizer, trainer.eval_generator, trainer.eval_sampling, seed=12345)
     spec = cfg.games[0]
     options = {"style": cfg.style, **spec.options}
     out = {"steps": trainer.step, "minutes": round(trainer.wall_minutes, 1)}
@@ -69,20 +74,24 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--only", default="tictactoe,kuhn,ablation")
     parser.add_argument("--games", type=int, default=1000)
+    parser.add_argument("--seeds", default="", help="comma-separated seeds (default: the presets' own)")
     parser.add_argument("--out", default="runs/bench-learning")
     args = parser.parse_args()
     out = Path(args.out)
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [None]
     results = {}
     for name in args.only.split(","):
-        print(f"== {name}: training for {args.minutes} minutes", flush=True)
-        trainer = train(name, args.minutes, out)
-        results[name] = final_eval(trainer, name, args.games)
-        print(json.dumps({name: results[name]}), flush=True)
+        for seed in seeds:
+            key = name if seed is None else f"{name}-seed{seed}"
+            print(f"== {key}: training for {args.minutes} minutes", flush=True)
+            trainer = train(name, args.minutes, out, seed)
+            results[key] = final_eval(trainer, name, args.games)
+            print(json.dumps({key: results[key]}), flush=True)
 
     print(f"\nmachine: {platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}")
     for name, r in results.items():
         print(f"{name:<10} {json.dumps(r)}")
-    if {"tictactoe", "ablation"} <= set(results):
+    if {"tictactoe", "ablation"} <= set(results):  # the ablation plot: default seeds only
         compare_runs([out / "tictactoe", out / "ablation"], ["RAE", "RAE off"],
                      "eval/tictactoe/vs_random/win", out / "rae_ablation.png")
         compare_runs([out / "tictactoe", out / "ablation"], ["RAE", "RAE off"], "response_length",

@@ -68,6 +68,13 @@ class OptimConfig(Section):
     norm_constant: float | None = None  # None: rollout.max_new_tokens
     kl_coef: float = Field(0.0, ge=0)  # KL to the frozen initial model; the paper uses 0
     entropy_coef: float = Field(0.0, ge=0)
+    # The entropy the bonus raises: of the next-token distribution over the whole vocabulary
+    # (`vocab`), or of the policy over the legal moves (`legal_moves`: needs one-token moves,
+    # i.e. compact style; it keeps play mixed without pushing mass onto illegal tokens).
+    entropy_over: Literal["vocab", "legal_moves"] = "vocab"
+    # Polyak averaging of the weights (0: off). Evaluation and checkpoints use the average;
+    # e.g. 0.995 averages over roughly the last 200 steps. See algorithms/averaging.py.
+    average_decay: float = Field(0.0, ge=0, lt=1)
 
 
 class EvalConfig(Section):

@@ -5,6 +5,8 @@ Everything a run produces lives in its run folder:
     metrics.jsonl          one row per step; tensorboard/ the same as events
     transcripts.jsonl      a few games per evaluation, for `selfplay report`
     checkpoints/step-N/    the model in Hugging Face format (safetensors) + tokenizer
+                           (with `optim.average_decay`, the averaged weights; the online
+                           weights the learner trains are in step-N/online/)
                            + trainer_state.pt (optimizer, RAE baselines, torch RNG, step)
                            + rollout.json (games in flight, as replayable action lists)
 A checkpoint is written to a temporary folder and renamed into place, so a crash never
@@ -13,6 +15,7 @@ leaves a half-written one where `--resume` would find it.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import random
@@ -28,6 +31,7 @@ from tqdm import tqdm
 
 from selfplay.agents import make_agent
 from selfplay.agents.llm import GamePrompter, LLMAgent
+from selfplay.algorithms.averaging import WeightAverage
 from selfplay.algorithms.advantages import RAEBaselines, drop_zero_advantage, rae_advantages, raw_advantages
 from selfplay.algorithms.learner import Learner
 from selfplay.config import TrainConfig, save_config
@@ -35,6 +39,8 @@ from selfplay.metrics import MetricsLogger
 from selfplay.models import HFGenerator, SamplingParams, load_model, save_checkpoint
 from selfplay.rollout.scheduler import GameChoice, RolloutScheduler
 from selfplay.runs import CHECKPOINTS, checkpoints
+
+ONLINE = "online"  # with weight averaging: the checkpoint's subfolder of the online weights
 
 
 def seed_everything(seed: int) -> None:
@@ -53,9 +59,15 @@ class Trainer:
         seed_everything(cfg.seed)
         save_config(cfg, self.run_dir / "config.yaml")
 
-        model_source = str(resume_from) if resume_from else cfg.model.name
-        self.model, self.tokenizer = load_model(model_source, dtype=cfg.model.dtype, device=cfg.model.device,
-                                                seed=cfg.seed)
+        online = resume_from / ONLINE if resume_from and (resume_from / ONLINE).is_dir() else resume_from
+        self.model, self.tokenizer = load_model(str(online) if online else cfg.model.name, dtype=cfg.model.dtype,
+                                                device=cfg.model.device, seed=cfg.seed)
+        # Polyak averaging: the learner trains self.model; evaluation and checkpoints use the average.
+        self.average = None
+        if cfg.optim.average_decay:
+            average_model = (load_model(str(resume_from), dtype=cfg.model.dtype, device=cfg.model.device)[0]
+                             if online is not None and online != resume_from else copy.deepcopy(self.model))
+            self.average = WeightAverage(average_model, cfg.optim.average_decay)
         # The frozen initial policy: KL reference and/or the `frozen` opponent.
         self.reference = None
         if cfg.optim.kl_coef > 0 or cfg.rollout.opponent == "frozen":
@@ -65,6 +77,7 @@ class Trainer:
         if cfg.backend != "hf":
             raise NotImplementedError(f"backend {cfg.backend!r} is not available yet; use backend=hf")
         self.generator = HFGenerator(self.model, self.tokenizer)
+        self.eval_generator = HFGenerator(self.policy, self.tokenizer) if self.average else self.generator
         # stop_token_ids=None: the tokenizer's EOS and the chat template's end-of-turn
         self.sampling = SamplingParams(cfg.rollout.temperature, cfg.rollout.top_p, cfg.rollout.max_new_tokens)
         self.eval_sampling = SamplingParams(cfg.eval.temperature, cfg.rollout.top_p, cfg.rollout.max_new_tokens)
@@ -74,13 +87,14 @@ class Trainer:
             [GameChoice(g.name, g.options, g.weight, g.max_new_tokens) for g in cfg.games], cfg.style, self.generator,
             self.prompter, self.sampling, cfg.rollout.parallel_games, seed=cfg.seed,
             opponent=self._make_opponent(cfg.rollout.opponent),
+            legal_token_ids=cfg.optim.entropy_coef > 0 and cfg.optim.entropy_over == "legal_moves",
         )
         self.learner = Learner(
             self.model, lr=cfg.optim.lr, betas=cfg.optim.betas, weight_decay=cfg.optim.weight_decay,
             grad_clip=cfg.optim.grad_clip, epochs=cfg.optim.epochs, micro_batch_size=cfg.optim.micro_batch_size,
             loss_norm=cfg.optim.loss_norm, norm_constant=cfg.optim.norm_constant or cfg.rollout.max_new_tokens,
             clip=cfg.optim.clip, kl_coef=cfg.optim.kl_coef, ref_model=self.reference,
-            entropy_coef=cfg.optim.entropy_coef,
+            entropy_coef=cfg.optim.entropy_coef, entropy_over=cfg.optim.entropy_over,
         )
         self.baselines = RAEBaselines(alpha=cfg.advantage.rae_alpha)
         self.step = 0
@@ -119,6 +133,8 @@ class Trainer:
         stats = self.learner.update(trained) if trained else {}
         self.model.eval()
         self.generator.load_weights(None)  # None: the generator shares the learner's model
+        if self.average:
+            self.average.update(self.model)
         t_update = time.perf_counter() - t1
 
         n_tokens = [len(s.response_ids) for s in samples]
@@ -156,6 +172,11 @@ class Trainer:
         progress = self.step / max(self.cfg.steps - 1, 1)
         return optim.lr * (1 - (1 - optim.lr_final_fraction) * progress)
 
+    @property
+    def policy(self):
+        """The model a user gets from this run: the weight average when averaging is on."""
+        return self.average.model if self.average else self.model
+
     # ---- evaluation -------------------------------------------------------------------
     def evaluate(self) -> dict:
         from selfplay.evals.arena import play_match
@@ -164,7 +185,7 @@ class Trainer:
         out, transcripts = {}, []
         for spec in cfg.games:
             sampling = replace(self.eval_sampling, max_new_tokens=spec.max_new_tokens or cfg.rollout.max_new_tokens)
-            agent = LLMAgent(self.model, self.tokenizer, self.generator, sampling,
+            agent = LLMAgent(self.policy, self.tokenizer, self.eval_generator, sampling,
                              seed=cfg.seed + 10_000 + self.step, use_chat_template=cfg.model.use_chat_template)
             opponents = ["random"] + ([spec.eval_opponent] if spec.eval_opponent else [])
             for opp in opponents:
@@ -184,8 +205,13 @@ class Trainer:
             if cfg.eval.exploitability and spec.name == "kuhn_poker" and spec.options.get("rounds", 5) == 1:
                 from selfplay.evals.exploitability import exploitability
 
-                result = exploitability(agent, game="kuhn_poker", game_options={"style": cfg.style, **spec.options})
-                out[f"eval/{spec.name}/exploitability"] = float(result)
+                options = {"style": cfg.style, **spec.options}
+                out[f"eval/{spec.name}/exploitability"] = float(exploitability(agent, "kuhn_poker", options))
+                if self.average:  # the policy the learner samples with, for comparison
+                    online = LLMAgent(self.model, self.tokenizer, self.generator, sampling,
+                                      use_chat_template=cfg.model.use_chat_template)
+                    out[f"eval/{spec.name}/exploitability_online"] = float(exploitability(online, "kuhn_poker",
+                                                                                          options))
         with (self.run_dir / "transcripts.jsonl").open("a") as f:
             for t in transcripts:
                 f.write(json.dumps(t) + "\n")
@@ -225,11 +251,14 @@ class Trainer:
         final = self.run_dir / CHECKPOINTS / f"step-{self.step:06d}"
         tmp = final.with_name(final.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
-        save_checkpoint(self.model, self.tokenizer, tmp)
+        save_checkpoint(self.policy, self.tokenizer, tmp)
+        if self.average:
+            save_checkpoint(self.model, self.tokenizer, tmp / ONLINE)
         torch.save({
             "step": self.step,
             "optimizer": self.learner.state_dict(),
             "rae_baselines": self.baselines.state_dict(),
+            "average": self.average.state_dict() if self.average else None,
             "torch_rng": torch.get_rng_state(),
             "python_rng": random.getstate(),
             "numpy_rng": np.random.get_state(),
@@ -246,6 +275,8 @@ class Trainer:
         self.step = state["step"]
         self.learner.load_state_dict(state["optimizer"])
         self.baselines.load_state_dict(state["rae_baselines"])
+        if self.average and state.get("average"):
+            self.average.load_state_dict(state["average"])
         torch.set_rng_state(state["torch_rng"])
         random.setstate(state["python_rng"])
         np.random.set_state(state["numpy_rng"])

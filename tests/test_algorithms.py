@@ -155,3 +155,36 @@ def test_kl_estimators_by_hand():
     assert kl_penalty(logprobs, ref, torch.tensor([[0.0, 1.0]]), "k3").tolist() == [[0.0, 0.0]]
     with pytest.raises(ValueError, match="k1, k2 or k3"):
         kl_penalty(logprobs, ref, mask, "k4")
+
+
+def test_weight_average_by_hand():
+    """decay_t = min(decay, t/(t+2)); average += (1 - decay_t) * (online - average): below
+    the cap, the average of the online weights after updates 0..t weighted 1, 2, ..., t+1."""
+    from selfplay.algorithms import WeightAverage, average_decay
+
+    assert average_decay(0.999, 0) == 0.0  # the first update replaces the initial weights
+    assert average_decay(0.999, 2) == pytest.approx(0.5)  # 2/4
+    assert average_decay(0.999, 5000) == 0.999  # 5000/5002 > 0.999: the cap
+    average, online = torch.nn.Linear(1, 1, bias=False), torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        average.weight.fill_(7.0)
+    avg = WeightAverage(average, decay=0.999)
+    for value in (1.0, 2.0, 4.0):
+        with torch.no_grad():
+            online.weight.fill_(value)
+        avg.update(online)
+    # (1*1 + 2*2 + 3*4) / (1 + 2 + 3) = 17/6
+    assert average.weight.item() == pytest.approx(17 / 6)
+    capped = WeightAverage(torch.nn.Linear(1, 1, bias=False), decay=0.25)
+    capped.updates = 10  # past the cap: decay 0.25
+    with torch.no_grad():
+        capped.model.weight.fill_(0.0)
+    capped.update(online)  # 0 + 0.75 * (4 - 0)
+    assert capped.model.weight.item() == pytest.approx(3.0)
+    assert online.weight.item() == 4.0 and not average.weight.requires_grad
+    state = avg.state_dict()
+    fresh = WeightAverage(torch.nn.Linear(1, 1, bias=False), decay=0.5)
+    fresh.load_state_dict(state)
+    assert fresh.updates == 3
+    with pytest.raises(ValueError, match="decay"):
+        WeightAverage(average, decay=1.0)

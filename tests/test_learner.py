@@ -1,6 +1,7 @@
 """The PPO learner on the real tiny model: direction, exact ratios, accumulation, determinism, resume."""
 
 import copy
+import math
 
 import pytest
 import torch
@@ -79,6 +80,27 @@ def test_micro_batches_accumulate_to_the_full_batch_gradient(norm):
         torch.testing.assert_close(one, full, atol=1e-7, rtol=1e-5)
 
 
+def test_repeated_sequences_run_once_with_the_same_loss_and_gradient():
+    """A batch with repeats computes each distinct sequence once; its loss and gradient
+    equal those of the same samples computed one per micro-batch (no sharing)."""
+    batch = BATCH + [BATCH[0], ("x.o..x...o", "4", -0.3), BATCH[1]]  # two exact repeats, one A differs
+    results = []
+    for micro_batch_size in (6, 1):
+        model, tokenizer = load_model("tiny", seed=0)
+        learner = Learner(model, lr=0.0, epochs=1, micro_batch_size=micro_batch_size, loss_norm="constant",
+                          norm_constant=16, grad_clip=None, entropy_coef=0.1)
+        samples = make_samples(tokenizer, batch)
+        if micro_batch_size == 6:
+            assert learner.collate(samples)["input_ids"].shape[0] == 3  # 6 samples, 3 distinct sequences
+        stats = learner.update(samples)
+        results.append((stats, [p.grad.clone() for p in learner.params]))
+    (shared, shared_grads), (separate, separate_grads) = results
+    for key in ("loss", "pg_loss", "entropy"):
+        assert shared[key] == pytest.approx(separate[key], rel=1e-5)
+    for a, b in zip(shared_grads, separate_grads):
+        torch.testing.assert_close(a, b, atol=1e-7, rtol=1e-5)
+
+
 def test_update_is_deterministic_and_resumes_exactly_from_saved_state():
     def fresh():
         model, tokenizer = load_model("tiny", seed=0)
@@ -129,3 +151,70 @@ def test_learner_rejects_constant_norm_without_constant():
     model, _ = load_model("tiny", seed=0)
     with pytest.raises(ValueError, match="norm_constant"):
         Learner(model, loss_norm="constant")
+
+
+def _move_sample(tokenizer, game, move, advantage=0.0):
+    from selfplay.agents.llm import GamePrompter
+
+    legal = [tokenizer(game.format_action(a), add_special_tokens=False)["input_ids"][0] for a in game.legal_actions()]
+    response = tokenizer(move, add_special_tokens=False)["input_ids"]
+    return Sample(prompt_ids=GamePrompter(tokenizer).ids(game), response_ids=response, logprobs=[0.0],
+                  game="tictactoe", role="0", episode_id=0, reward=advantage, advantage=advantage,
+                  legal_token_ids=legal)
+
+
+def _next_token_probs(model, sample):
+    with torch.no_grad():
+        return torch.softmax(model(torch.tensor([sample.prompt_ids])).logits[0, -1].float(), -1)
+
+
+def test_legal_move_entropy_by_hand_and_it_keeps_mass_on_legal_moves():
+    from selfplay.games import make
+
+    game = make("tictactoe", style="compact").reset(seed=0)
+    for move in ("4", "0"):
+        game.step(move)  # seven legal moves left
+    model, tokenizer = load_model("tiny", seed=0)
+    sample = _move_sample(tokenizer, game, "8")
+    probs = _next_token_probs(model, sample)
+    legal = torch.tensor(sample.legal_token_ids)
+    q = probs[legal] / probs[legal].sum()
+    by_hand = -(q * q.log()).sum().item()
+    learner = Learner(model, lr=0.0, epochs=1, micro_batch_size=4, norm_constant=1, entropy_coef=0.1,
+                      entropy_over="legal_moves")
+    assert learner.update([sample])["entropy"] == pytest.approx(by_hand, rel=1e-5)
+
+    # A model that mostly plays legal moves (as a trained one does); then entropy alone
+    # (advantage 0): over legal moves it mixes the legal moves and leaves their total mass
+    # alone; over the vocabulary it moves mass onto illegal tokens.
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(40):
+        logp = torch.log_softmax(model(torch.tensor([sample.prompt_ids])).logits[0, -1], -1)
+        optimizer.zero_grad()
+        (-torch.logsumexp(logp[legal], 0)).backward()
+        optimizer.step()
+    trained = copy.deepcopy(model.state_dict())
+    assert _next_token_probs(model, sample)[legal].sum() > 0.9
+    outcome = {}
+    for over in ("legal_moves", "vocab"):
+        model.load_state_dict(trained)
+        learner = Learner(model, lr=1e-2, epochs=1, micro_batch_size=4, norm_constant=1, entropy_coef=1.0,
+                          entropy_over=over)
+        before = _next_token_probs(model, sample)
+        for _ in range(20):
+            learner.update([sample])
+        after = _next_token_probs(model, sample)
+        q_after = after[legal] / after[legal].sum()
+        outcome[over] = (before[legal].sum().item(), after[legal].sum().item(), -(q_after * q_after.log()).sum().item())
+    mass_before, mass_after, entropy_after = outcome["legal_moves"]
+    assert entropy_after > outcome["vocab"][2] and entropy_after <= math.log(7) + 1e-6
+    assert mass_after >= mass_before - 0.01
+    assert outcome["vocab"][1] < outcome["vocab"][0] - 0.01
+
+
+def test_legal_move_entropy_needs_the_legal_moves():
+    model, tokenizer = load_model("tiny", seed=0)
+    learner = Learner(model, lr=0.0, norm_constant=1, entropy_coef=0.1, entropy_over="legal_moves")
+    sample = make_samples(tokenizer, BATCH[:1])[0]
+    with pytest.raises(ValueError, match="legal_token_ids"):
+        learner.update([sample])

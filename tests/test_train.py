@@ -58,6 +58,21 @@ def test_selfplay_samples_carry_each_seats_final_return(tiny):
     assert sum(len(e.transcript) for e in episodes) == len(samples)
 
 
+def test_samples_carry_the_legal_moves_as_tokens_when_asked(tiny):
+    _, tokenizer, generator = tiny
+    sched = RolloutScheduler([GameChoice("tictactoe", {})], "compact", generator, GamePrompter(tokenizer),
+                             SamplingParams(1.0, 1.0, 1), 8, legal_token_ids=True)
+    samples, _ = sched.collect(40)
+    for s in samples:
+        board = tokenizer.decode(s.prompt_ids).split(":")[0]  # "X12O45678": free cells are digits
+        assert sorted(tokenizer.decode([t]) for t in s.legal_token_ids) == sorted(c for c in board if c.isdigit())
+    negotiation = RolloutScheduler([GameChoice("simple_negotiation", {})], "compact", generator,
+                                   GamePrompter(tokenizer), SamplingParams(1.0, 1.0, 1), 2, legal_token_ids=True)
+    with pytest.raises(ValueError, match="one-token moves.*entropy_over=vocab"):
+        negotiation.collect(2)
+    assert scheduler(tiny, [GameChoice("tictactoe", {})]).collect(8)[0][0].legal_token_ids is None
+
+
 def test_fixed_opponent_trains_only_the_learners_alternating_seat(tiny):
     sched = scheduler(tiny, [GameChoice("tictactoe", {})], opponent=make_agent("random", seed=1))
     samples, episodes = sched.collect(100)
@@ -102,12 +117,13 @@ def _train_cmd(run_dir, steps, extra=()):
             f"steps={steps}", "save_every=3", "eval.every=4", *TINY, *extra]
 
 
-def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("extra", [[], ["optim.average_decay=0.9"]], ids=["plain", "weight-averaging"])
+def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path, extra):
     env = {**os.environ, "SELFPLAY_NO_PROGRESS": "1"}
     straight, crashed = tmp_path / "straight", tmp_path / "crashed"
-    subprocess.run(_train_cmd(straight, 8), check=True, env=env, capture_output=True)
+    subprocess.run(_train_cmd(straight, 8, extra), check=True, env=env, capture_output=True)
 
-    proc = subprocess.Popen(_train_cmd(crashed, 8), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(_train_cmd(crashed, 8, extra), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while not (crashed / "checkpoints" / "step-000006").exists():
         assert proc.poll() is None, "the run ended before it could be killed"
@@ -123,10 +139,34 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path):
     assert [r["step"] for r in b] == list(range(1, 9))
     assert _strip_timing(a) == _strip_timing(b)
     assert any("eval/tictactoe/vs_random/win" in r for r in b)
-    # The same final weights.
-    wa = AutoModelForCausalLM.from_pretrained(latest_checkpoint(straight)).state_dict()
-    wb = AutoModelForCausalLM.from_pretrained(latest_checkpoint(crashed)).state_dict()
-    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    # The same final weights (with averaging: the average, and the online weights too).
+    for sub in ["", "online"] if extra else [""]:
+        wa = AutoModelForCausalLM.from_pretrained(latest_checkpoint(straight) / sub).state_dict()
+        wb = AutoModelForCausalLM.from_pretrained(latest_checkpoint(crashed) / sub).state_dict()
+        assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_weight_averaging_exports_the_average_and_keeps_the_online_weights_for_resume(tmp_path):
+    cfg = load_config("selfplay/configs/spiral_kuhn_tiny.yaml",
+                      [*TINY, "steps=3", "eval.every=3", "optim.average_decay=0.9", "optim.lr=1e-2"])
+    trainer = Trainer(cfg, tmp_path)
+    initial = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    trainer.train()
+    ckpt = latest_checkpoint(tmp_path)
+    exported = AutoModelForCausalLM.from_pretrained(ckpt).state_dict()
+    online = AutoModelForCausalLM.from_pretrained(ckpt / "online").state_dict()
+    average, model = trainer.average.model.state_dict(), trainer.model.state_dict()
+    assert all(torch.equal(exported[k], average[k]) and torch.equal(online[k], model[k]) for k in exported)
+    # The linear average of the three online policies lies between the start and the last.
+    name = "model.layers.0.mlp.up_proj.weight"
+    moved, total = (average[name] - initial[name]).norm(), (model[name] - initial[name]).norm()
+    assert 0 < moved < total
+    row = read_metrics(tmp_path)[-1]
+    assert {"eval/kuhn_poker/exploitability", "eval/kuhn_poker/exploitability_online"} <= row.keys()
+    resumed = Trainer(cfg, tmp_path, resume_from=ckpt)
+    assert resumed.average.updates == 3
+    assert all(torch.equal(resumed.model.state_dict()[k], model[k]) for k in model)
+    assert all(torch.equal(resumed.average.model.state_dict()[k], average[k]) for k in average)
 
 
 def test_checkpoint_loads_with_plain_transformers_and_keeps_last_k(tmp_path):
@@ -139,7 +179,7 @@ def test_checkpoint_loads_with_plain_transformers_and_keeps_last_k(tmp_path):
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "checkpoints" / "step-000004")
     tokenizer = AutoTokenizer.from_pretrained(tmp_path / "checkpoints" / "step-000004")
     for name, tensor in model.state_dict().items():
-        assert torch.equal(tensor, trainer.model.state_dict()[name])
+        assert torch.equal(tensor, trainer.policy.state_dict()[name])  # the preset averages weights
     assert tokenizer.decode(tokenizer("K:b")["input_ids"]) == "K:b"
     assert (tmp_path / "config.yaml").is_file() and len(read_metrics(tmp_path)) == 4
     assert (tmp_path / "tensorboard").is_dir()

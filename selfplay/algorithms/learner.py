@@ -5,11 +5,19 @@ One `update(samples)`, for each of `epochs` epochs (SPIRAL: 2):
     logp      = log pi_theta(response token | prompt, earlier tokens)     response tokens only
     old_logp  = logp of epoch 0, before any step (so epoch 0 has ratio exactly 1)
     loss      = PPO-clip(logp, old_logp, A) + kl_coef * KL(pi_theta || pi_ref) - entropy_coef * H
+    H         = entropy of the next-token distribution at each response token (`vocab`), or,
+                with one-token moves, of the policy over the legal moves only (`legal_moves`:
+                the softmax of the logits restricted to the legal moves' tokens)
     one AdamW step on the whole batch, gradient norm clipped to grad_clip
 
 The batch is cut into micro-batches of `micro_batch_size` samples; each micro-batch's
 loss is weighted by its share of the batch (its tokens for `token_mean`, its samples
 for `constant`) so the accumulated gradient equals the full batch's.
+
+Identical (prompt, response) sequences in a micro-batch go through the model once and
+their log-probs are shared out to every sample: the loss and its gradient are the same,
+and with one-token moves on compact games most samples are repeats (every game's first
+position is the same), so the update costs a fraction of the batch.
 
 Old log-probs: by default the learner's own epoch-0 log-probs (one forward pass saved,
 and the ratio is exactly 1 when nothing has changed). `use_sampler_logprobs=True` takes
@@ -45,6 +53,7 @@ class Learner:
         kl_kind: str = "k3",
         ref_model=None,
         entropy_coef: float = 0.0,
+        entropy_over: str = "vocab",
         use_sampler_logprobs: bool = False,
         pad_token_id: int = 0,
     ):
@@ -54,6 +63,8 @@ class Learner:
             raise ValueError("loss_norm='constant' needs norm_constant (SPIRAL: the max generated tokens)")
         if kl_coef > 0 and ref_model is None:
             raise ValueError("kl_coef > 0 needs a ref_model (a frozen copy of the initial policy)")
+        if entropy_over not in ("vocab", "legal_moves"):
+            raise ValueError(f"entropy_over must be 'vocab' or 'legal_moves', got {entropy_over!r}")
         if epochs < 1 or micro_batch_size < 1:
             raise ValueError("epochs and micro_batch_size must be >= 1")
         self.model = model
@@ -63,6 +74,7 @@ class Learner:
         self.grad_clip, self.epochs, self.micro_batch_size = grad_clip, epochs, micro_batch_size
         self.loss_norm, self.norm_constant, self.clip = loss_norm, norm_constant, clip
         self.kl_coef, self.kl_kind, self.entropy_coef = kl_coef, kl_kind, entropy_coef
+        self.entropy_over = entropy_over
         self.use_sampler_logprobs = use_sampler_logprobs
         self.pad_token_id = pad_token_id
         self.params = [p for p in model.parameters() if p.requires_grad]
@@ -80,27 +92,44 @@ class Learner:
         prompt_width = max(len(s.prompt_ids) for s in samples)
         width = max(len(s.response_ids) for s in samples)
         batch = len(samples)
-        input_ids = torch.full((batch, prompt_width + width), self.pad_token_id, dtype=torch.long)
-        attention = torch.zeros((batch, prompt_width + width), dtype=torch.long)
+        # The model sees each distinct sequence once; `rows` maps every sample to its row.
+        distinct: dict[tuple, int] = {}
+        rows = [distinct.setdefault((tuple(s.prompt_ids), tuple(s.response_ids)), len(distinct)) for s in samples]
+        input_ids = torch.full((len(distinct), prompt_width + width), self.pad_token_id, dtype=torch.long)
+        attention = torch.zeros((len(distinct), prompt_width + width), dtype=torch.long)
+        for (prompt, response), r in distinct.items():
+            start, end = prompt_width - len(prompt), prompt_width + len(response)
+            input_ids[r, start:end] = torch.tensor(prompt + response)
+            attention[r, start:end] = 1
         mask = torch.zeros((batch, width))
         sampler_logprobs = torch.zeros((batch, width))
+        extra = {}
         for i, s in enumerate(samples):
-            start, n = prompt_width - len(s.prompt_ids), len(s.response_ids)
-            input_ids[i, start:prompt_width + n] = torch.tensor(s.prompt_ids + s.response_ids)
-            attention[i, start:prompt_width + n] = 1
+            n = len(s.response_ids)
             mask[i, :n] = 1
             if len(s.logprobs) == n:
                 sampler_logprobs[i, :n] = torch.tensor(s.logprobs)
             elif self.use_sampler_logprobs:
                 raise ValueError(f"sample {i} has {len(s.logprobs)} logprobs for {n} response tokens")
+        if self.entropy_over == "legal_moves" and self.entropy_coef > 0:
+            # per distinct row: which tokens are legal moves (the same prompt, the same moves)
+            vocab = self.model.get_output_embeddings().weight.shape[0]
+            legal = torch.zeros((len(distinct), vocab), dtype=torch.bool)
+            for i, s in enumerate(samples):
+                if not s.legal_token_ids:
+                    raise ValueError(f"sample {i} has no legal_token_ids, which entropy_over='legal_moves' needs")
+                legal[rows[i], s.legal_token_ids] = True
+            extra["legal"] = legal
         positions = (attention.cumsum(-1) - 1).clamp(min=0)
         tensors = dict(input_ids=input_ids, attention_mask=attention, position_ids=positions, mask=mask,
+                       rows=torch.tensor(rows),
                        advantages=torch.tensor([s.advantage for s in samples], dtype=torch.float32),
-                       sampler_logprobs=sampler_logprobs)
+                       sampler_logprobs=sampler_logprobs, **extra)
         return {k: v.to(device) for k, v in tensors.items()}
 
     def response_logprobs(self, model, batch, with_entropy: bool = False):
-        """log pi(response token) for every response column (and the policy's entropy there)."""
+        """log pi(response token) for every response column (and the policy's entropy there),
+        one row per sample."""
         width = batch["mask"].shape[1]
         # logits at column j predict token j + 1: keep the width + 1 last columns, drop the final one
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
@@ -108,10 +137,17 @@ class Learner:
         targets = batch["input_ids"][:, -width:]
         logprobs = token_logprobs(logits, targets)
         entropy = None
-        if with_entropy:
+        if with_entropy and "legal" in batch:  # one-token moves: the policy over the legal moves
+            # a large finite fill, not -inf: 0 * -inf would make the gradient NaN
+            legal_logits = logits[:, :1].float().masked_fill(~batch["legal"][:, None], -1e9)
+            log_q = torch.log_softmax(legal_logits, dim=-1)
+            entropy = torch.zeros(logprobs.shape, device=logprobs.device)
+            entropy[:, :1] = -(log_q.exp() * log_q).sum(-1)
+            entropy = entropy[batch["rows"]]
+        elif with_entropy:
             log_p = torch.log_softmax(logits.float(), dim=-1)
-            entropy = -(log_p.exp() * log_p).sum(-1)
-        return logprobs, entropy
+            entropy = -(log_p.exp() * log_p).sum(-1)[batch["rows"]]
+        return logprobs[batch["rows"]], entropy
 
     # ------------------------------------------------------------------ the update
 

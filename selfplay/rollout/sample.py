@@ -18,4 +18,7 @@ class Sample:
     reward: float  # for SPIRAL: the player's final return of the episode (gamma = 1)
     advantage: float = 0.0  # filled by an estimator in selfplay.algorithms.advantages
     truncated: bool = False  # hit the generation limit before EOS
+    # token ids of the legal moves, when asked for and every move is one token (the
+    # learner's legal-move entropy bonus needs them)
+    legal_token_ids: list[int] | None = None
     info: dict = field(default_factory=dict)  # free-form: turn index, invalid reason, text

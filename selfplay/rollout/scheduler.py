@@ -70,11 +70,14 @@ class RolloutScheduler:
         opponent: Agent | None = None,
         lockstep: bool = False,
         make: Callable[..., Game] = make_game,
+        legal_token_ids: bool = False,
     ):
         self.games, self.style = games, style
         self.generator, self.prompter, self.sampling = generator, prompter, sampling
         self.parallel_games, self.seed, self.opponent, self.lockstep = parallel_games, seed, opponent, lockstep
         self._make = make
+        self.legal_token_ids = legal_token_ids  # record each learner turn's legal moves as token ids
+        self._move_tokens: dict[tuple[str, str], int] = {}
         self._rng = random.Random(seed)  # which game each new episode plays
         self.lanes: list[Episode | None] = [None] * parallel_games
         self.next_episode = 0
@@ -165,9 +168,25 @@ class RolloutScheduler:
                 prompt_ids=prompt, response_ids=list(gen.response_ids), logprobs=list(gen.logprobs),
                 game=ep.game_name, role=str(player), episode_id=ep.id, reward=0.0,
                 truncated=gen.truncated, info={"turn": ep.game.turn, "text": gen.text},
+                legal_token_ids=self._legal_tokens(ep) if self.legal_token_ids else None,
             )
             ep.samples.append(sample)
             self._step(ep, gen.text, sample)
+
+    def _legal_tokens(self, ep: Episode) -> list[int]:
+        out = []
+        for action in ep.game.legal_actions():
+            text = ep.game.format_action(action)
+            token = self._move_tokens.get((ep.game_name, text))
+            if token is None:
+                ids = self.prompter.tokenizer(text, add_special_tokens=False)["input_ids"]
+                if len(ids) != 1:
+                    raise ValueError(f"the legal-move entropy needs one-token moves, but {ep.game_name}'s move "
+                                     f"{text!r} is {len(ids)} tokens; use optim.entropy_over=vocab "
+                                     "(or style=compact for games with one-character moves)")
+                token = self._move_tokens[(ep.game_name, text)] = ids[0]
+            out.append(token)
+        return out
 
     def _step(self, ep: Episode, text: str, sample: Sample | None) -> None:
         player = ep.game.current_player
