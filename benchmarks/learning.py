@@ -66,6 +66,9 @@ def final_eval(trainer: Trainer, name: str, games: int) -> dict:
         out[f"vs_{opp}"]["non_loss"] = round(rates["win"]["rate"] + rates["draw"]["rate"], 3)
     if spec.name == "kuhn_poker":
         out["exploitability"] = round(float(exploitability(agent, "kuhn_poker", options)), 4)
+        if trainer.average:  # the last policy the learner trained, for comparison
+            online = LLMAgent(trainer.model, trainer.tokenizer, trainer.generator, trainer.eval_sampling)
+            out["exploitability_online"] = round(float(exploitability(online, "kuhn_poker", options)), 4)
     return out
 
 
