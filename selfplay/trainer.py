@@ -59,14 +59,16 @@ class Trainer:
         seed_everything(cfg.seed)
         save_config(cfg, self.run_dir / "config.yaml")
 
-        online = resume_from / ONLINE if resume_from and (resume_from / ONLINE).is_dir() else resume_from
-        self.model, self.tokenizer = load_model(str(online) if online else cfg.model.name, dtype=cfg.model.dtype,
-                                                device=cfg.model.device, seed=cfg.seed)
+        # A checkpoint written with weight averaging holds the average; the online weights are in online/.
+        averaged_ckpt = resume_from is not None and (resume_from / ONLINE).is_dir()
+        source = resume_from / ONLINE if averaged_ckpt else resume_from or cfg.model.name
+        self.model, self.tokenizer = load_model(str(source), dtype=cfg.model.dtype, device=cfg.model.device,
+                                                seed=cfg.seed)
         # Polyak averaging: the learner trains self.model; evaluation and checkpoints use the average.
         self.average = None
         if cfg.optim.average_decay:
             average_model = (load_model(str(resume_from), dtype=cfg.model.dtype, device=cfg.model.device)[0]
-                             if online is not None and online != resume_from else copy.deepcopy(self.model))
+                             if averaged_ckpt else copy.deepcopy(self.model))
             self.average = WeightAverage(average_model, cfg.optim.average_decay)
         # The frozen initial policy: KL reference and/or the `frozen` opponent.
         self.reference = None

@@ -1,4 +1,4 @@
-"""Polyak averaging: an exponential moving average (EMA) of the policy's weights.
+"""Polyak averaging: a running average of the policy's weights.
 
 Why: in an imperfect-information game such as Kuhn Poker, self-play policy gradient circles
 the equilibrium instead of settling on it. At a mixed equilibrium each player is
@@ -17,9 +17,9 @@ near-random ones little, and the average spans the whole run, not a fixed window
 After that it is an exponential moving average over about 1 / (1 - decay) updates:
     decay_t = min(decay, t / (t + 2))        t = updates so far
     average <- average + (1 - decay_t) * (online - average)
-With decay 0.999 a 2,000-step run is a linear average of all its policies. (An EMA with a
-fixed window of 200 steps measured worse in Kuhn Poker: the online policy drifts on longer
-time scales than that; README, "Does it learn?".)
+The Kuhn preset uses decay 0.995: linear up to step ~400, then about the last 200 steps.
+Longer windows (0.998, or linear over the whole run) measured worse there: they keep
+policies from before the drift settled (README, "Does it learn?").
 """
 
 from __future__ import annotations
