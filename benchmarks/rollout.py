@@ -1,15 +1,20 @@
 """Rollout speed: continuous batching vs the original lockstep loop, and collection
 throughput vs the model's plain batched `generate`, all in one run on one tiny model.
 
-    python benchmarks/rollout.py [--warmup-steps 200] [--batch 64] [--samples 4096]
+    python benchmarks/rollout.py [--config spiral_tictactoe_tiny] [--warmup-steps 200] [--batch 64] [--samples 4096]
 
-1. A short self-play warm-up trains the tiny model until it plays mostly valid moves, so
-   games have their natural, varying lengths (a random model ends every game on move 1).
+1. A short self-play warm-up of the preset (default: TicTacToe; `spiral_multigame_tiny`
+   mixes three games) trains the tiny model until it plays mostly valid moves, so games
+   have their natural, varying lengths (a random model ends every game on move 1).
 2. Turn samples per second, collecting the same number of samples with the same model:
    `lockstep` (all games start together, the batch shrinks as they end: the original
    SPIRAL loop) vs `continuous` (a finished game is replaced at once).
 3. Generated tokens per second during continuous collection vs `model.generate` on a
-   full batch of the same size, prompt length and number of new tokens.
+   full batch of the same size, prompt length and number of new tokens (one-game presets:
+   a mixture's games have different generation limits).
+4. Answers of ragged lengths (sampling, a quarter of the vocabulary stops a row, up to
+   64 new tokens): the generator dropping stopped rows from the batch vs stepping them
+   to the end as `model.generate` does.
 Figures are ratios against baselines measured in the same run.
 """
 
@@ -25,6 +30,7 @@ import torch
 from selfplay.config import load_config
 from selfplay.rollout.scheduler import GameChoice, RolloutScheduler
 from selfplay.trainer import Trainer
+from selfplay.trainer_cli import resolve_preset
 
 
 def collect_rate(trainer: Trainer, games: list[GameChoice], lockstep: bool, batch: int, samples: int, seed: int):
@@ -53,8 +59,24 @@ def plain_generate_rate(trainer: Trainer, batch: int, prompt_len: int, new_token
     return batch * new_tokens * repeats / (time.perf_counter() - start)
 
 
+def ragged_rate(trainer: Trainer, batch: int, drop: bool, repeats: int = 5) -> float:
+    """Generated tokens per second when answers stop at different lengths."""
+    from selfplay.models import HFGenerator, SamplingParams
+
+    tok = trainer.tokenizer
+    generator = HFGenerator(trainer.model, tok, drop_stopped_rows=drop)
+    params = SamplingParams(1.0, 1.0, 64, stop_token_ids=tuple(range(3, len(tok), 4)))
+    prompts = [torch.randint(5, len(tok), (12,)).tolist() for _ in range(batch)]
+    generator.generate(prompts, params, seed=0)
+    start, tokens = time.perf_counter(), 0
+    for r in range(repeats):
+        tokens += sum(len(g.response_ids) for g in generator.generate(prompts, params, seed=r))
+    return tokens / (time.perf_counter() - start)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="spiral_tictactoe_tiny", help="a preset name or YAML file")
     parser.add_argument("--warmup-steps", type=int, default=200)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--samples", type=int, default=4096)
@@ -62,13 +84,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
 
-    cfg = load_config("selfplay/configs/spiral_tictactoe_tiny.yaml",
+    cfg = load_config(resolve_preset(args.config),
                       [f"steps={args.warmup_steps}", "eval.every=0", f"threads={args.threads}",
                        "save_every=100000", "output_dir=/tmp/selfplay-bench-rollout", "time_limit_minutes=null"])
     trainer = Trainer(cfg, cfg.output_dir)
-    print(f"warm-up: {args.warmup_steps} self-play steps on tictactoe (tiny model, compact)...", flush=True)
+    names = ", ".join(g.name for g in cfg.games)
+    print(f"warm-up: {args.warmup_steps} self-play steps on {names} (tiny model, {cfg.style})...", flush=True)
     trainer.train()
-    games = [GameChoice("tictactoe", {})]
+    games = [GameChoice(g.name, g.options, g.weight, g.max_new_tokens) for g in cfg.games]
 
     rows = {"lockstep": [], "continuous": []}
     for r in range(args.repeats):
@@ -76,16 +99,26 @@ def main() -> None:
             rows[mode].append(collect_rate(trainer, games, mode == "lockstep", args.batch, args.samples, seed=100 + r))
     best = {mode: max(rs, key=lambda x: x["samples_per_s"]) for mode, rs in rows.items()}
     prompt_len = round(best["continuous"]["prompt_len"])
-    plain = max(plain_generate_rate(trainer, args.batch, prompt_len, cfg.rollout.max_new_tokens) for _ in range(args.repeats))
+    plain = None
+    if len(games) == 1:
+        plain = max(plain_generate_rate(trainer, args.batch, prompt_len, games[0].max_new_tokens
+                                        or cfg.rollout.max_new_tokens) for _ in range(args.repeats))
 
     print(f"\nmachine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
           f"batch {args.batch}, {args.samples} samples per measurement, best of {args.repeats}")
     print(f"{'mode':<12}{'samples/s':>12}{'tokens/s':>12}{'mean batch':>12}")
     for mode, b in best.items():
         print(f"{mode:<12}{b['samples_per_s']:>12.0f}{b['tokens_per_s']:>12.0f}{b['mean_batch']:>12.1f}")
-    print(f"{'generate':<12}{'':>12}{plain:>12.0f}{args.batch:>12}")
-    print(f"\ncontinuous / lockstep samples per second:        {best['continuous']['samples_per_s'] / best['lockstep']['samples_per_s']:.2f}x")
-    print(f"continuous tokens/s / plain model.generate:       {best['continuous']['tokens_per_s'] / plain:.2f}")
+    if plain is not None:
+        print(f"{'generate':<12}{'':>12}{plain:>12.0f}{args.batch:>12}")
+    dropped = max(ragged_rate(trainer, args.batch, True) for _ in range(args.repeats))
+    stepped = max(ragged_rate(trainer, args.batch, False) for _ in range(args.repeats))
+    print(f"ragged answers, tokens/s: stopped rows dropped {dropped:.0f}, stepped to the end {stepped:.0f}")
+    print(f"\ngames: {names}")
+    print(f"continuous / lockstep samples per second:        {best['continuous']['samples_per_s'] / best['lockstep']['samples_per_s']:.2f}x")
+    if plain is not None:
+        print(f"continuous tokens/s / plain model.generate:       {best['continuous']['tokens_per_s'] / plain:.2f}")
+    print(f"ragged answers, dropping stopped rows / stepping:  {dropped / stepped:.2f}x")
 
 
 if __name__ == "__main__":

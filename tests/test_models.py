@@ -160,6 +160,35 @@ def test_generation_stops_at_a_stop_token_and_keeps_it(tiny):
     assert not stopped[0].truncated and len(stopped[0].response_ids) <= 3
 
 
+def test_stopped_rows_leave_the_batch_and_the_others_keep_their_cache(tiny):
+    model, tokenizer = tiny
+    generator = HFGenerator(model, tokenizer)
+    prompts = [render_prompt(tokenizer, p) for p in ["x" * n + "o" * (7 - n) for n in range(8)] + PROMPTS]
+    # a quarter of the vocabulary stops a row: answers of ragged lengths
+    params = SamplingParams(max_new_tokens=12, stop_token_ids=tuple(range(3, len(tokenizer), 4)))
+    rows_per_step = []
+    hook = model.register_forward_pre_hook(lambda _, args, kwargs: rows_per_step.append(kwargs["input_ids"].shape[0]),
+                                           with_kwargs=True)
+    try:
+        batched = generator.generate(prompts, params, seed=5)
+    finally:
+        hook.remove()
+    lengths = [len(g.response_ids) for g in batched]
+    assert len(set(lengths)) > 3
+    running = [sum(n > t for n in lengths) for t in range(max(lengths))]
+    assert rows_per_step[0] == len(prompts) and min(rows_per_step) < len(prompts)  # rows did leave
+    for t, n in enumerate(rows_per_step[1:], start=1):  # the running rows, and fewer than 1/4 more stopped ones
+        assert running[t] <= n < running[t] + n / 4 + 1
+    # each remaining row kept its own cache: its log-probs are those of a fresh forward pass
+    for gen in batched:
+        ids = torch.tensor([gen.prompt_ids + gen.response_ids])
+        with torch.no_grad():
+            logits = model(ids).logits[0, len(gen.prompt_ids) - 1:-1]
+        expected = token_logprobs(logits, torch.tensor(gen.response_ids))
+        torch.testing.assert_close(torch.tensor(gen.logprobs), expected, atol=1e-5, rtol=0)
+        assert gen.truncated == (gen.response_ids[-1] not in params.stop_token_ids)
+
+
 def test_default_stop_tokens_are_eos_and_im_end(tiny):
     model, tokenizer = tiny
     assert HFGenerator(model, tokenizer).stop_token_ids == (1, 3)

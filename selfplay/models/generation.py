@@ -106,19 +106,22 @@ class HFGenerator:
     """Batched sampling with any Hugging Face causal LM, written as a plain decode loop.
 
     Prompts are left-padded into one batch; one forward pass fills the KV cache, then
-    each step feeds only the new token of every row. Rows that have stopped keep
-    stepping on a pad token (cheaper than reshaping the cache) and are ignored. The
-    only host sync per step is the "all rows done?" check.
+    each step feeds only the new token of every running row. Once a quarter of the
+    running rows have stopped, they leave the batch (their KV-cache rows are dropped):
+    a stopped row would otherwise cost a full row of every later step, and with answers
+    of different lengths most steps would be spent on rows that are done. The only
+    host sync per step is the count of stopped rows.
 
     On the CPU the generator usually shares the learner's model object, so the learner's
     updates are already visible and `load_weights` copies nothing. Given a separate
     model (e.g. a bf16 copy on a GPU), `load_weights` copies the tensors in place.
     """
 
-    def __init__(self, model, tokenizer, *, max_batch_size: int | None = None):
+    def __init__(self, model, tokenizer, *, max_batch_size: int | None = None, drop_stopped_rows: bool = True):
         self.model = model
         self.tokenizer = tokenizer
         self.max_batch_size = max_batch_size
+        self.drop_stopped_rows = drop_stopped_rows  # False: step them to the end, as model.generate does
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.stop_token_ids = default_stop_token_ids(model, tokenizer)
 
@@ -166,8 +169,10 @@ class HFGenerator:
 
         tokens = torch.full((batch, steps), self.pad_id, dtype=torch.long, device=device)
         logprobs = torch.zeros((batch, steps), dtype=torch.float32, device=device)
-        done = torch.zeros(batch, dtype=torch.bool, device=device)
         lengths = torch.full((batch,), steps, dtype=torch.long, device=device)
+        finished = torch.zeros(batch, dtype=torch.bool, device=device)  # stopped on a stop token
+        rows = torch.arange(batch, device=device)  # the running rows, as indices into the batch
+        done = torch.zeros(batch, dtype=torch.bool, device=device)  # per running row
 
         was_training = self.model.training
         self.model.eval()
@@ -178,17 +183,24 @@ class HFGenerator:
         for t in range(steps):
             token = sample_next(logits, params, rng)
             token = torch.where(done, self.pad_id, token)
-            tokens[:, t] = token
-            logprobs[:, t] = token_logprobs(logits, token)
+            tokens[rows, t] = token
+            logprobs[rows, t] = token_logprobs(logits, token)
             stopped = ~done & torch.isin(token, stop_ids)
-            lengths = torch.where(stopped, t + 1, lengths)
+            lengths[rows] = torch.where(stopped, t + 1, lengths[rows])
             done = done | stopped
-            if t == steps - 1 or bool(done.all()):
+            finished[rows] = done
+            n_done = int(done.sum())
+            if t == steps - 1 or n_done == len(rows):
                 break
+            if self.drop_stopped_rows and 4 * n_done >= len(rows):  # drop them from the batch and the cache
+                keep = (~done).nonzero().squeeze(1)
+                cache.batch_select_indices(keep)
+                rows, token, done, position, attention = rows[keep], token[keep], done[keep], position[keep], attention[keep]
             position = position + 1
             logits = self.model(input_ids=token[:, None], attention_mask=attention[:, :width + t + 1],
                                 position_ids=position, past_key_values=cache, use_cache=True).logits[:, -1]
         self.model.train(was_training)
+        done = finished
 
         tokens, logprobs, lengths, done = tokens.tolist(), logprobs.tolist(), lengths.tolist(), done.tolist()
         results = []
