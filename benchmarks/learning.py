@@ -1,6 +1,7 @@
 """Does self-play learn on a CPU? The issue's learning targets, measured.
 
     python benchmarks/learning.py [--minutes 10] [--only tictactoe,kuhn,ablation] [--seeds 0,1,2] [--out runs/bench]
+                                  [--set KEY=VALUE ...]   (config overrides for every run)
 
 Runs, each with a wall-clock budget (`time_limit_minutes`):
   tictactoe   the default `selfplay train` preset; then 1,000 greedy games against
@@ -38,12 +39,12 @@ PRESETS = {
 }
 
 
-def train(name: str, minutes: float, out: Path, seed: int | None = None) -> Trainer:
+def train(name: str, minutes: float, out: Path, seed: int | None = None, overrides: list[str] = ()) -> Trainer:
     preset, extra = PRESETS[name]
     folder = out / (name if seed is None else f"{name}-seed{seed}")
     seeded = [] if seed is None else [f"seed={seed}"]
     cfg = load_config(f"selfplay/configs/{preset}.yaml",
-                      [*extra, *seeded, f"time_limit_minutes={minutes}", f"output_dir={folder}"])
+                      [*extra, *overrides, *seeded, f"time_limit_minutes={minutes}", f"output_dir={folder}"])
     trainer = Trainer(cfg, folder)
     start = time.perf_counter()
     trainer.train()
@@ -79,6 +80,8 @@ def main() -> None:
     parser.add_argument("--games", type=int, default=1000)
     parser.add_argument("--seeds", default="", help="comma-separated seeds (default: the presets' own)")
     parser.add_argument("--out", default="runs/bench-learning")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a config override for every run, e.g. --set rollout.past_opponents.fraction=0.5")
     args = parser.parse_args()
     out = Path(args.out)
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [None]
@@ -87,7 +90,7 @@ def main() -> None:
         for seed in seeds:
             key = name if seed is None else f"{name}-seed{seed}"
             print(f"== {key}: training for {args.minutes} minutes", flush=True)
-            trainer = train(name, args.minutes, out, seed)
+            trainer = train(name, args.minutes, out, seed, args.set)
             results[key] = final_eval(trainer, name, args.games)
             print(json.dumps({key: results[key]}), flush=True)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class Section(BaseModel):
@@ -35,6 +35,16 @@ class GameSpec(Section):
     max_new_tokens: int | None = Field(None, gt=0)  # this game's generation limit (None: rollout's)
 
 
+class PastOpponentsConfig(Section):
+    """Opponent sampling in self-play: a share of new episodes is played against an
+    earlier snapshot of the policy (as in fictitious self-play), so the policy also meets,
+    and learns to punish, the weaker play it has moved away from."""
+
+    fraction: float = Field(0.0, ge=0, lt=1)  # share of new episodes against a snapshot (0: off)
+    every: int = Field(100, gt=0)  # steps between snapshots
+    keep: int = Field(8, gt=0)  # snapshots in the pool (the oldest leaves first); each is a model in memory
+
+
 class RolloutConfig(Section):
     samples_per_step: int = Field(128, gt=0)  # turn-samples per training step (paper: 128)
     parallel_games: int = Field(32, gt=0)  # games in flight; finished ones are replaced at once
@@ -45,6 +55,14 @@ class RolloutConfig(Section):
     # `minimax`, `nash`, `openai:MODEL`) or `frozen` (a frozen copy of the initial model):
     # only the learner's seat is trained; the learner's seat alternates between games.
     opponent: str = "self"
+    past_opponents: PastOpponentsConfig = PastOpponentsConfig()
+
+    @model_validator(mode="after")
+    def _past_opponents_need_self_play(self):
+        if self.past_opponents.fraction and self.opponent != "self":
+            raise ValueError(f"rollout.past_opponents is for self-play, but rollout.opponent is {self.opponent!r}; "
+                             "set rollout.past_opponents.fraction=0 or rollout.opponent=self")
+        return self
 
 
 class AdvantageConfig(Section):

@@ -216,6 +216,11 @@ def plan_figures(keys: list[str]) -> list[FigureSpec]:
         fig.panels += [Panel(t, [take(k)], [k], y) for k, t, y in episodes]
         figures.append(fig)
 
+    past = sorted(k for k in keys if k.startswith("past_opponents/") and k.endswith("/learner_return"))
+    if past:
+        figures.append(FigureSpec("past_opponents", "Against past snapshots (rollout.past_opponents)", [
+            Panel("learner's return", [take(k) for k in past], [k.split("/")[1] for k in past], "return")]))
+
     for prefix, name, title in [("loss/", "loss", "Learner statistics"), ("throughput/", "throughput", "Throughput"),
                                 ("time/", "time", "Wall time")]:
         group = sorted(k for k in left if k.startswith(prefix))

@@ -9,6 +9,8 @@ Everything a run produces lives in its run folder:
                            weights the learner trains are in step-N/online/)
                            + trainer_state.pt (optimizer, RAE baselines, torch RNG, step)
                            + rollout.json (games in flight, as replayable action lists)
+    opponents/step-N/      with `rollout.past_opponents`: the policy's snapshot at step N,
+                           written once; kept while the pool or a kept checkpoint uses it
 A checkpoint is written to a temporary folder and renamed into place, so a crash never
 leaves a half-written one where `--resume` would find it.
 """
@@ -37,10 +39,11 @@ from selfplay.algorithms.learner import Learner
 from selfplay.config import TrainConfig, save_config
 from selfplay.metrics import MetricsLogger
 from selfplay.models import HFGenerator, SamplingParams, load_model, save_checkpoint
-from selfplay.rollout.scheduler import GameChoice, RolloutScheduler
+from selfplay.rollout.scheduler import FIXED, GameChoice, RolloutScheduler
 from selfplay.runs import CHECKPOINTS, checkpoints
 
 ONLINE = "online"  # with weight averaging: the checkpoint's subfolder of the online weights
+OPPONENTS = "opponents"  # the run folder's snapshots of past policies (rollout.past_opponents)
 
 
 def seed_everything(seed: int) -> None:
@@ -90,6 +93,7 @@ class Trainer:
             self.prompter, self.sampling, cfg.rollout.parallel_games, seed=cfg.seed,
             opponent=self._make_opponent(cfg.rollout.opponent),
             legal_token_ids=cfg.optim.entropy_coef > 0 and cfg.optim.entropy_over == "legal_moves",
+            past_fraction=cfg.rollout.past_opponents.fraction,
         )
         self.learner = Learner(
             self.model, lr=cfg.optim.lr, betas=cfg.optim.betas, weight_decay=cfg.optim.weight_decay,
@@ -111,6 +115,24 @@ class Trainer:
             return LLMAgent(self.reference, self.tokenizer, HFGenerator(self.reference, self.tokenizer),
                             self.sampling, seed=self.cfg.seed + 1, use_chat_template=self.cfg.model.use_chat_template)
         return make_agent(spec, seed=self.cfg.seed + 1)
+
+    def _past_opponent(self, model, step: int) -> LLMAgent:
+        return LLMAgent(model, self.tokenizer, HFGenerator(model, self.tokenizer), self.sampling,
+                        seed=self.cfg.seed + step, use_chat_template=self.cfg.model.use_chat_template)
+
+    def snapshot_opponent(self) -> None:
+        """Add the current policy to the pool of past opponents (written to opponents/step-N
+        so a resumed run reloads the same pool) and drop the oldest beyond `keep`."""
+        key = f"step-{self.step:06d}"
+        final = self.run_dir / OPPONENTS / key
+        tmp = final.with_name(key + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        save_checkpoint(self.policy, self.tokenizer, tmp)
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        snapshot = copy.deepcopy(self.policy).eval().requires_grad_(False)
+        self.scheduler.add_past_opponent(key, self._past_opponent(snapshot, self.step),
+                                         self.cfg.rollout.past_opponents.keep)
 
     # ---- one step -------------------------------------------------------------------
     def train_step(self) -> dict:
@@ -157,9 +179,16 @@ class Trainer:
             "throughput/tokens_per_s": (self.scheduler.generated_tokens - tokens0) / max(t_collect, 1e-9),
         }
         for e_game in sorted({e.game_name for e in episodes}):
-            eps = [e for e in episodes if e.game_name == e_game]
+            eps = [e for e in episodes if e.game_name == e_game and e.opponent is None]
             # In self-play the learner holds both seats: seat 0's result says who the game favours.
-            metrics[f"selfplay/{e_game}/seat0_return"] = float(np.mean([e.returns[0] for e in eps]))
+            if eps:
+                metrics[f"selfplay/{e_game}/seat0_return"] = float(np.mean([e.returns[0] for e in eps]))
+            past = [e.returns[e.learner_seats[0]] for e in episodes
+                    if e.game_name == e_game and e.opponent not in (None, FIXED)]
+            if past:  # how the learner fares against its past snapshots
+                metrics[f"past_opponents/{e_game}/learner_return"] = float(np.mean(past))
+        if cfg.rollout.past_opponents.fraction:
+            metrics["past_opponents/pool"] = len(self.scheduler.past_opponents)
         for (game, role), b in sorted(self.baselines.values.items()):
             metrics[f"rae_baseline/{game}/{role}"] = b
         metrics.update({f"loss/{k}": v for k, v in stats.items()})
@@ -230,6 +259,9 @@ class Trainer:
             while self.step < cfg.steps:
                 metrics = self.train_step()
                 self.step += 1
+                past = cfg.rollout.past_opponents
+                if past.fraction and self.step % past.every == 0:
+                    self.snapshot_opponent()
                 if cfg.eval.every and (self.step % cfg.eval.every == 0 or self.step == cfg.steps):
                     metrics.update(self.evaluate())
                 metrics["time/elapsed_s"] = time.perf_counter() - start
@@ -270,7 +302,20 @@ class Trainer:
         os.replace(tmp, final)
         for old in checkpoints(self.run_dir)[: -self.cfg.keep_last]:
             shutil.rmtree(old, ignore_errors=True)
+        self._remove_unused_snapshots()
         return final
+
+    def _remove_unused_snapshots(self) -> None:
+        """Delete opponents/ snapshots that neither the pool nor a kept checkpoint plays."""
+        folder = self.run_dir / OPPONENTS
+        if not folder.is_dir():
+            return
+        used = set(self.scheduler.past_opponents)
+        for ckpt in checkpoints(self.run_dir):
+            used |= set(json.loads((ckpt / "rollout.json").read_text()).get("past_opponents", {}))
+        for snapshot in folder.iterdir():
+            if snapshot.name not in used:
+                shutil.rmtree(snapshot, ignore_errors=True)
 
     def _load_state(self, ckpt: Path) -> None:
         state = torch.load(ckpt / "trainer_state.pt", weights_only=False)  # our own file, never a model's
@@ -282,7 +327,13 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
         random.setstate(state["python_rng"])
         np.random.set_state(state["numpy_rng"])
-        self.scheduler.load_state_dict(json.loads((ckpt / "rollout.json").read_text()))
+        rollout = json.loads((ckpt / "rollout.json").read_text())
+        for key in rollout.get("past_opponents", {}):  # past opponents, as they were at the checkpoint
+            snapshot, _ = load_model(str(ckpt.parent.parent / OPPONENTS / key), dtype=self.cfg.model.dtype,
+                                     device=self.cfg.model.device)
+            self.scheduler.past_opponents[key] = self._past_opponent(snapshot.eval().requires_grad_(False),
+                                                                     int(key.removeprefix("step-")))
+        self.scheduler.load_state_dict(rollout)
 
 
 def _progress_fields(metrics: dict) -> dict:

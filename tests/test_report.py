@@ -72,11 +72,11 @@ def test_series_read_arena_rate_records(tmp_path):
 
 def test_plan_groups_every_key_once_and_skips_absent_groups():
     keys = ["invalid_rate", "response_length", "eval/tictactoe/vs_random/win", "eval/tictactoe/vs_minimax/loss",
-            "eval/kuhn_poker/exploitability", "loss/kl", "my_new_metric"]
+            "eval/kuhn_poker/exploitability", "loss/kl", "my_new_metric", "past_opponents/tictactoe/learner_return"]
     figures = plan_figures(keys)
     by_name = {f.name: f for f in figures}
     assert sorted(k for f in figures for k in f.keys) == sorted(keys)
-    assert set(by_name) == {"eval_tictactoe", "exploitability", "collapse", "loss", "other"}
+    assert set(by_name) == {"eval_tictactoe", "exploitability", "collapse", "loss", "past_opponents", "other"}
     assert [p.title for p in by_name["eval_tictactoe"].panels] == ["vs minimax", "vs random"]
     assert by_name["collapse"].keys == ["response_length", "invalid_rate"]  # no truncation_rate logged
     assert by_name["other"].keys == ["my_new_metric"]

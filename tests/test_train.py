@@ -85,6 +85,50 @@ def test_fixed_opponent_trains_only_the_learners_alternating_seat(tiny):
         assert len(learner_turns) == sum(s.episode_id == e.id for s in samples)
 
 
+def test_past_opponents_take_the_other_seat_of_a_share_of_new_episodes(tiny):
+    _, tokenizer, generator = tiny
+    sched = RolloutScheduler([GameChoice("tictactoe", {})], "compact", generator, GamePrompter(tokenizer),
+                             SamplingParams(1.0, 1.0, 1), 8, past_fraction=0.5)
+    sched.add_past_opponent("step-000001", make_agent("random", seed=1), keep=2)
+    sched.add_past_opponent("step-000002", make_agent("random", seed=2), keep=2)
+    samples, episodes, drawn = [], [], []
+    for _ in range(12):
+        first = sched.next_episode
+        got, eps = sched.collect(40)
+        samples += got
+        episodes += eps
+        # one snapshot per collect (step) plays the new episodes against the past
+        started_here = {ep.opponent for ep in [*eps, *sched.lanes] if ep is not None and ep.id >= first} - {None}
+        assert len(started_here) <= 1
+        drawn += started_here
+    assert set(drawn) == {"step-000001", "step-000002"}  # drawn from the whole pool
+    against = [e for e in episodes if e.opponent is not None]
+    assert 0.3 < len(against) / len(episodes) < 0.7  # about half, drawn per episode
+    assert {e.learner_seats for e in against} == {(0,), (1,)}  # the learner's seat alternates
+    assert all(e.learner_seats == (0, 1) for e in episodes if e.opponent is None)
+    seats = {e.id: e.learner_seats for e in episodes}
+    assert all(int(s.role) in seats[s.episode_id] for s in samples)  # the snapshot's moves are not trained
+    for e in against:
+        assert sum(s.episode_id == e.id for s in samples) == sum(m["player"] in e.learner_seats for m in e.transcript)
+
+
+def test_the_past_opponent_pool_keeps_the_newest_and_retired_ones_finish_their_games(tiny):
+    _, tokenizer, generator = tiny
+    sched = RolloutScheduler([GameChoice("tictactoe", {})], "compact", generator, GamePrompter(tokenizer),
+                             SamplingParams(1.0, 1.0, 1), 8, past_fraction=0.9)
+    sched.add_past_opponent("step-000001", make_agent("random", seed=1), keep=1)
+    sched.collect(20)
+    in_flight = [ep for ep in sched.lanes if ep is not None and ep.opponent == "step-000001"]
+    assert in_flight  # games against the first snapshot are still being played
+    first_new = sched.next_episode
+    sched.add_past_opponent("step-000002", make_agent("random", seed=2), keep=1)
+    assert sched.past_pool == ["step-000002"] and "step-000001" in sched.past_opponents
+    _, episodes = sched.collect(200)
+    assert {e.id for e in in_flight} <= {e.id for e in episodes if e.opponent == "step-000001"}
+    assert all(e.opponent != "step-000001" for e in episodes if e.id >= first_new)
+    assert "step-000001" not in sched.past_opponents  # let go once its games ended
+
+
 def test_scheduler_state_round_trips_games_in_flight(tiny):
     a = scheduler(tiny, [GameChoice("kuhn_poker", {"rounds": 2})], seed=3)
     a.collect(20)
@@ -117,7 +161,11 @@ def _train_cmd(run_dir, steps, extra=()):
             f"steps={steps}", "save_every=3", "eval.every=4", *TINY, *extra]
 
 
-@pytest.mark.parametrize("extra", [[], ["optim.average_decay=0.9"]], ids=["plain", "weight-averaging"])
+PAST = ["rollout.past_opponents.fraction=0.5", "rollout.past_opponents.every=2", "rollout.past_opponents.keep=2"]
+
+
+@pytest.mark.parametrize("extra", [[], ["optim.average_decay=0.9"], PAST],
+                         ids=["plain", "weight-averaging", "past-opponents"])
 def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path, extra):
     env = {**os.environ, "SELFPLAY_NO_PROGRESS": "1"}
     straight, crashed = tmp_path / "straight", tmp_path / "crashed"
@@ -140,7 +188,7 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path, extra):
     assert _strip_timing(a) == _strip_timing(b)
     assert any("eval/tictactoe/vs_random/win" in r for r in b)
     # The same final weights (with averaging: the average, and the online weights too).
-    for sub in ["", "online"] if extra else [""]:
+    for sub in ["", "online"] if "optim.average_decay=0.9" in extra else [""]:
         wa = AutoModelForCausalLM.from_pretrained(latest_checkpoint(straight) / sub).state_dict()
         wb = AutoModelForCausalLM.from_pretrained(latest_checkpoint(crashed) / sub).state_dict()
         assert all(torch.equal(wa[k], wb[k]) for k in wa)
@@ -169,6 +217,25 @@ def test_weight_averaging_exports_the_average_and_keeps_the_online_weights_for_r
     assert all(torch.equal(resumed.average.model.state_dict()[k], average[k]) for k in average)
 
 
+def test_past_opponent_snapshots_are_the_policy_and_only_used_ones_stay_on_disk(tmp_path):
+    cfg = load_config("selfplay/configs/spiral_tictactoe_tiny.yaml",
+                      [*TINY, "steps=7", "eval.every=0", "save_every=3", "keep_last=1", *PAST])
+    trainer = Trainer(cfg, tmp_path)
+    trainer.train()
+    assert trainer.scheduler.past_pool == ["step-000004", "step-000006"]
+    checkpoint = json.loads((latest_checkpoint(tmp_path) / "rollout.json").read_text())  # step 7
+    used = set(trainer.scheduler.past_opponents) | set(checkpoint["past_opponents"])
+    assert {p.name for p in (tmp_path / "opponents").iterdir()} == used  # step-000002 was deleted
+    assert any(r.get("past_opponents/tictactoe/learner_return") is not None for r in read_metrics(tmp_path))
+    # A snapshot is the policy of its step, in Hugging Face format.
+    trainer2 = Trainer(load_config("selfplay/configs/spiral_tictactoe_tiny.yaml",
+                                   [*TINY, "steps=6", "eval.every=0", "save_every=6", *PAST]), tmp_path / "b")
+    trainer2.train()
+    snapshot = AutoModelForCausalLM.from_pretrained(tmp_path / "b" / "opponents" / "step-000006").state_dict()
+    final = AutoModelForCausalLM.from_pretrained(latest_checkpoint(tmp_path / "b")).state_dict()
+    assert all(torch.equal(snapshot[k], final[k]) for k in final)
+
+
 def test_checkpoint_loads_with_plain_transformers_and_keeps_last_k(tmp_path):
     cfg = load_config("selfplay/configs/spiral_kuhn_tiny.yaml",
                       [*TINY, "steps=4", "save_every=1", "keep_last=2", "eval.every=0"])
@@ -192,6 +259,10 @@ def test_config_errors_name_the_key_and_the_choices():
         load_config(None, ["advantage.estimator=gae"])
     with pytest.raises(ConfigError, match="does not exist"):
         load_config("no/such.yaml")
+    with pytest.raises(ConfigError, match="past_opponents is for self-play, but rollout.opponent is 'random'"):
+        load_config(None, ["rollout.opponent=random", "rollout.past_opponents.fraction=0.5"])
+    with pytest.raises(ConfigError, match="rollout.past_opponents.fraction"):
+        load_config(None, ["rollout.past_opponents.fraction=1.5"])
 
 
 def test_cli_reports_config_errors_without_a_traceback():

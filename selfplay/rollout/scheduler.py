@@ -7,6 +7,14 @@ of the policy that sampled them, which is what PPO's ratio needs). `lockstep=Tru
 reproduces the original SPIRAL loop instead: all games start together and the batch
 shrinks as they end (kept for the benchmark).
 
+Opponents: in self-play (`opponent=None`) the learner holds both seats. A fixed
+`opponent` agent takes the other seat of every episode. `past_opponents` (a pool of
+agents, e.g. earlier snapshots of the policy, that the trainer fills) take the other seat
+of a `past_fraction` share of new self-play episodes: each `collect` draws one of them for
+the episodes it starts (one snapshot per step, so a round makes one or two generation
+calls for snapshots, not one per snapshot in the pool). Against an opponent only the
+learner's seat makes samples, and its seat alternates.
+
 Each learner turn becomes a `Sample`; when its game ends, every sample of a seat gets
 that seat's final return (gamma = 1).
 """
@@ -24,6 +32,7 @@ from selfplay.games.base import Game
 from selfplay.rollout.sample import Sample
 
 LEARNER = "learner"
+FIXED = "fixed"  # Episode.opponent of an episode against the fixed `opponent`
 
 
 @dataclass
@@ -40,7 +49,8 @@ class Episode:
     game_name: str
     game: Game
     seed: int
-    learner_seats: tuple[int, ...]  # (0, 1) in self-play, one seat against a fixed opponent
+    learner_seats: tuple[int, ...]  # (0, 1) in self-play, one seat against an opponent
+    opponent: str | None = None  # None in self-play; else FIXED or a key of past_opponents
     samples: list[Sample] = field(default_factory=list)
     transcript: list[dict] = field(default_factory=list)
 
@@ -55,6 +65,7 @@ class EpisodeResult:
     invalid: str | None  # reason, when the game ended on an invalid move
     invalid_by_learner: bool
     transcript: list[dict]
+    opponent: str | None = None
 
 
 class RolloutScheduler:
@@ -71,12 +82,19 @@ class RolloutScheduler:
         lockstep: bool = False,
         make: Callable[..., Game] = make_game,
         legal_token_ids: bool = False,
+        past_fraction: float = 0.0,
     ):
         self.games, self.style = games, style
         self.generator, self.prompter, self.sampling = generator, prompter, sampling
         self.parallel_games, self.seed, self.opponent, self.lockstep = parallel_games, seed, opponent, lockstep
         self._make = make
         self.legal_token_ids = legal_token_ids  # record each learner turn's legal moves as token ids
+        if past_fraction and opponent is not None:
+            raise ValueError("past opponents are for self-play; a fixed opponent already takes the other seat")
+        self.past_fraction = past_fraction
+        self.past_opponents: dict[str, Agent] = {}  # the pool, and retired ones still in a game
+        self.past_pool: list[str] = []  # the keys each collect draws from
+        self._past_drawn: str | None = None  # the snapshot of this collect's new past-opponent episodes
         self._move_tokens: dict[tuple[str, str], int] = {}
         self._rng = random.Random(seed)  # which game each new episode plays
         self.lanes: list[Episode | None] = [None] * parallel_games
@@ -95,8 +113,11 @@ class RolloutScheduler:
         game = self._new_game(choice)
         seed = self.seed * 1_000_003 + eid
         game.reset(seed)
-        seats = (0, 1) if self.opponent is None else (eid % 2,)  # alternate the learner's seat
-        return Episode(eid, choice.name, game, seed, seats)
+        opponent = FIXED if self.opponent is not None else None
+        if self._past_drawn and self._rng.random() < self.past_fraction:
+            opponent = self._past_drawn
+        seats = (0, 1) if opponent is None else (eid % 2,)  # alternate the learner's seat
+        return Episode(eid, choice.name, game, seed, seats, opponent)
 
     def _finish(self, ep: Episode) -> EpisodeResult:
         returns = ep.game.returns()
@@ -106,6 +127,7 @@ class RolloutScheduler:
         return EpisodeResult(
             ep.id, ep.game_name, ep.learner_seats, returns, ep.game.turn + (inv is not None),
             inv.reason if inv else None, bool(inv and inv.player in ep.learner_seats), ep.transcript,
+            ep.opponent,
         )
 
     # ---- the loop -------------------------------------------------------------------
@@ -114,6 +136,8 @@ class RolloutScheduler:
         all samples of those episodes (whole episodes, so each counts once in RAE)."""
         samples: list[Sample] = []
         results: list[EpisodeResult] = []
+        # (no draw without a pool, so plain self-play's episode stream is unchanged)
+        self._past_drawn = self._rng.choice(self.past_pool) if self.past_pool and self.past_fraction else None
         while len(samples) < min_samples:
             self._refill()
             self._play_opponents()
@@ -126,6 +150,8 @@ class RolloutScheduler:
                     results.append(self._finish(ep))
                     samples.extend(ep.samples)
                     self.lanes[i] = None
+        if len(self.past_opponents) > len(self.past_pool):
+            self._release_retired()
         return samples, results
 
     def _refill(self) -> None:
@@ -135,17 +161,35 @@ class RolloutScheduler:
             if ep is None:
                 self.lanes[i] = self._start_episode()
 
+    def add_past_opponent(self, key: str, agent: Agent, keep: int) -> None:
+        """Put `agent` in the pool under `key` (keys sort by age); the pool keeps the newest
+        `keep`. A retired opponent finishes the games it is in, then is let go."""
+        self.past_opponents[key] = agent
+        self.past_pool = sorted({*self.past_pool, key})[-keep:]
+        self._release_retired()
+
+    def _release_retired(self) -> None:
+        playing = {ep.opponent for ep in self.lanes if ep is not None}
+        for key in [k for k in self.past_opponents if k not in self.past_pool and k not in playing]:
+            del self.past_opponents[key]
+
+    def _agent(self, key: str) -> Agent:
+        return self.opponent if key == FIXED else self.past_opponents[key]
+
     def _play_opponents(self) -> None:
-        """Let the fixed opponent move (batched) until every lane waits on the learner."""
-        if self.opponent is None:
-            return
+        """Let the opponents move (one batched call per opponent) until every lane waits on the learner."""
         while True:
-            waiting = [ep for ep in self.lanes if ep is not None and not ep.game.is_terminal()
-                       and ep.game.current_player not in ep.learner_seats]
+            waiting: dict[str, list[Episode]] = {}
+            for ep in self.lanes:
+                if (ep is not None and ep.opponent is not None and not ep.game.is_terminal()
+                        and ep.game.current_player not in ep.learner_seats):
+                    waiting.setdefault(ep.opponent, []).append(ep)
             if not waiting:
                 return
-            for ep, text in zip(waiting, self.opponent.act_batch([ep.game for ep in waiting])):
-                self._step(ep, text, None)
+            for key in sorted(waiting):
+                eps = waiting[key]
+                for ep, text in zip(eps, self._agent(key).act_batch([ep.game for ep in eps])):
+                    self._step(ep, text, None)
 
     def _play_learner(self, lane_ids: list[int]) -> None:
         # One generation call per generation limit (one call in all unless a game of the
@@ -207,7 +251,7 @@ class RolloutScheduler:
                 continue
             lanes.append({
                 "id": ep.id, "game_name": ep.game_name, "seed": ep.seed,
-                "learner_seats": list(ep.learner_seats),
+                "learner_seats": list(ep.learner_seats), "opponent": ep.opponent,
                 "actions": [a for _, a in ep.game.history],
                 "samples": [vars(s) for s in ep.samples], "transcript": ep.transcript,
             })
@@ -215,7 +259,10 @@ class RolloutScheduler:
                 "generated_tokens": self.generated_tokens, "rng": _rng_state_to_list(self._rng.getstate()),
                 "opponent_rng": _rng_state_to_list(self.opponent.rng.getstate()) if self.opponent else None,
                 # a model opponent (`frozen`) seeds each generation call from its call count
-                "opponent_calls": getattr(self.opponent, "_calls", None)}
+                "opponent_calls": getattr(self.opponent, "_calls", None),
+                # past opponents' keys (the trainer reloads their weights) and call counts
+                "past_opponents": {k: getattr(a, "_calls", None) for k, a in self.past_opponents.items()},
+                "past_pool": self.past_pool}
 
     def load_state_dict(self, state: dict) -> None:
         choices = {g.name: g for g in self.games}
@@ -229,6 +276,7 @@ class RolloutScheduler:
             for action in lane["actions"]:
                 game.apply(action)
             ep = Episode(lane["id"], lane["game_name"], game, lane["seed"], tuple(lane["learner_seats"]),
+                         lane.get("opponent", FIXED if self.opponent is not None else None),
                          [Sample(**s) for s in lane["samples"]], lane["transcript"])
             self.lanes.append(ep)
         self.next_episode, self.generate_calls = state["next_episode"], state["generate_calls"]
@@ -238,6 +286,13 @@ class RolloutScheduler:
             self.opponent.rng.setstate(_rng_state_from_list(state["opponent_rng"]))
         if state.get("opponent_calls") is not None:
             self.opponent._calls = state["opponent_calls"]
+        missing = set(state.get("past_opponents", {})) - set(self.past_opponents)
+        if missing:
+            raise ValueError(f"the rollout state plays past opponents {sorted(missing)} that are not loaded")
+        for key, calls in state.get("past_opponents", {}).items():
+            if calls is not None:
+                self.past_opponents[key]._calls = calls
+        self.past_pool = list(state.get("past_pool", []))
 
 
 def _rng_state_to_list(state):
