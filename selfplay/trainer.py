@@ -188,7 +188,7 @@ class Trainer:
             if past:  # how the learner fares against its past snapshots
                 metrics[f"past_opponents/{e_game}/learner_return"] = float(np.mean(past))
         if cfg.rollout.past_opponents.fraction:
-            metrics["past_opponents/pool"] = len(self.scheduler.past_opponents)
+            metrics["past_opponents/pool"] = len(self.scheduler.past_pool)
         for (game, role), b in sorted(self.baselines.values.items()):
             metrics[f"rae_baseline/{game}/{role}"] = b
         metrics.update({f"loss/{k}": v for k, v in stats.items()})
