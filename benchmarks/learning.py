@@ -53,11 +53,9 @@ def train(name: str, minutes: float, out: Path, seed: int | None = None, overrid
 
 
 def final_eval(trainer: Trainer, name: str, games: int) -> dict:
-    from selfplay.agents.llm import LLMAgent
-
     cfg = trainer.cfg
     # the policy the run exports: the weight average when the preset averages
-    agent = LLMAgent(trainer.policy, trainer.tokenizer, trainer.eval_generator, trainer.eval_sampling, seed=12345)
+    agent = trainer.agent(seed=12345)
     spec = cfg.games[0]
     options = {"style": cfg.style, **spec.options}
     out = {"steps": trainer.step, "minutes": round(trainer.wall_minutes, 1)}
@@ -68,7 +66,7 @@ def final_eval(trainer: Trainer, name: str, games: int) -> dict:
     if spec.name == "kuhn_poker":
         out["exploitability"] = round(float(exploitability(agent, "kuhn_poker", options)), 4)
         if trainer.average:  # the last policy the learner trained, for comparison
-            online = LLMAgent(trainer.model, trainer.tokenizer, trainer.generator, trainer.eval_sampling)
+            online = trainer.agent(online=True)
             out["exploitability_online"] = round(float(exploitability(online, "kuhn_poker", options)), 4)
     return out
 

@@ -88,19 +88,19 @@ class Trainer:
         self.eval_sampling = SamplingParams(cfg.eval.temperature, cfg.rollout.top_p, cfg.rollout.max_new_tokens)
         self.prompter = GamePrompter(self.tokenizer, cfg.model.use_chat_template)
 
-        self.scheduler = RolloutScheduler(
-            [GameChoice(g.name, g.options, g.weight, g.max_new_tokens) for g in cfg.games], cfg.style, self.generator,
-            self.prompter, self.sampling, cfg.rollout.parallel_games, seed=cfg.seed,
-            opponent=self._make_opponent(cfg.rollout.opponent),
-            legal_token_ids=cfg.optim.entropy_coef > 0 and cfg.optim.entropy_over == "legal_moves",
-            past_fraction=cfg.rollout.past_opponents.fraction,
-        )
         self.learner = Learner(
             self.model, lr=cfg.optim.lr, betas=cfg.optim.betas, weight_decay=cfg.optim.weight_decay,
             grad_clip=cfg.optim.grad_clip, epochs=cfg.optim.epochs, micro_batch_size=cfg.optim.micro_batch_size,
             loss_norm=cfg.optim.loss_norm, norm_constant=cfg.optim.norm_constant or cfg.rollout.max_new_tokens,
             clip=cfg.optim.clip, kl_coef=cfg.optim.kl_coef, ref_model=self.reference,
             entropy_coef=cfg.optim.entropy_coef, entropy_over=cfg.optim.entropy_over,
+        )
+        self.scheduler = RolloutScheduler(
+            [GameChoice(g.name, g.options, g.weight, g.max_new_tokens) for g in cfg.games], cfg.style, self.generator,
+            self.prompter, self.sampling, cfg.rollout.parallel_games, seed=cfg.seed,
+            opponent=self._make_opponent(cfg.rollout.opponent),
+            legal_token_ids=self.learner.needs_legal_token_ids,
+            past_fraction=cfg.rollout.past_opponents.fraction,
         )
         self.baselines = RAEBaselines(alpha=cfg.advantage.rae_alpha)
         self.step = 0
@@ -112,13 +112,13 @@ class Trainer:
         if spec == "self":
             return None
         if spec == "frozen":
-            return LLMAgent(self.reference, self.tokenizer, HFGenerator(self.reference, self.tokenizer),
-                            self.sampling, seed=self.cfg.seed + 1, use_chat_template=self.cfg.model.use_chat_template)
+            return self._model_opponent(self.reference, seed=self.cfg.seed + 1)
         return make_agent(spec, seed=self.cfg.seed + 1)
 
-    def _past_opponent(self, model, step: int) -> LLMAgent:
+    def _model_opponent(self, model, seed: int) -> LLMAgent:
+        """A frozen model as the rollout's opponent, sampling as the learner does."""
         return LLMAgent(model, self.tokenizer, HFGenerator(model, self.tokenizer), self.sampling,
-                        seed=self.cfg.seed + step, use_chat_template=self.cfg.model.use_chat_template)
+                        seed=seed, use_chat_template=self.cfg.model.use_chat_template)
 
     def snapshot_opponent(self) -> None:
         """Add the current policy to the pool of past opponents (written to opponents/step-N
@@ -131,7 +131,7 @@ class Trainer:
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
         snapshot = copy.deepcopy(self.policy).eval().requires_grad_(False)
-        self.scheduler.add_past_opponent(key, self._past_opponent(snapshot, self.step),
+        self.scheduler.add_past_opponent(key, self._model_opponent(snapshot, seed=self.cfg.seed + self.step),
                                          self.cfg.rollout.past_opponents.keep)
 
     # ---- one step -------------------------------------------------------------------
@@ -208,6 +208,14 @@ class Trainer:
         """The model a user gets from this run: the weight average when averaging is on."""
         return self.average.model if self.average else self.model
 
+    def agent(self, sampling: SamplingParams | None = None, seed: int | None = None,
+              online: bool = False) -> LLMAgent:
+        """The run's policy as an arena agent (the weight average when averaging is on;
+        `online=True`: the weights the learner trains)."""
+        model, generator = (self.model, self.generator) if online else (self.policy, self.eval_generator)
+        return LLMAgent(model, self.tokenizer, generator, sampling or self.eval_sampling, seed=seed,
+                        use_chat_template=self.cfg.model.use_chat_template)
+
     # ---- evaluation -------------------------------------------------------------------
     def evaluate(self) -> dict:
         from selfplay.evals.arena import play_match
@@ -216,8 +224,7 @@ class Trainer:
         out, transcripts = {}, []
         for spec in cfg.games:
             sampling = replace(self.eval_sampling, max_new_tokens=spec.max_new_tokens or cfg.rollout.max_new_tokens)
-            agent = LLMAgent(self.policy, self.tokenizer, self.eval_generator, sampling,
-                             seed=cfg.seed + 10_000 + self.step, use_chat_template=cfg.model.use_chat_template)
+            agent = self.agent(sampling, seed=cfg.seed + 10_000 + self.step)
             opponents = ["random"] + ([spec.eval_opponent] if spec.eval_opponent else [])
             for opp in opponents:
                 result = play_match(
@@ -239,8 +246,7 @@ class Trainer:
                 options = {"style": cfg.style, **spec.options}
                 out[f"eval/{spec.name}/exploitability"] = float(exploitability(agent, "kuhn_poker", options))
                 if self.average:  # the policy the learner samples with, for comparison
-                    online = LLMAgent(self.model, self.tokenizer, self.generator, sampling,
-                                      use_chat_template=cfg.model.use_chat_template)
+                    online = self.agent(sampling, online=True)
                     out[f"eval/{spec.name}/exploitability_online"] = float(exploitability(online, "kuhn_poker",
                                                                                           options))
         with (self.run_dir / "transcripts.jsonl").open("a") as f:
@@ -331,8 +337,8 @@ class Trainer:
         for key in rollout.get("past_opponents", {}):  # past opponents, as they were at the checkpoint
             snapshot, _ = load_model(str(ckpt.parent.parent / OPPONENTS / key), dtype=self.cfg.model.dtype,
                                      device=self.cfg.model.device)
-            self.scheduler.past_opponents[key] = self._past_opponent(snapshot.eval().requires_grad_(False),
-                                                                     int(key.removeprefix("step-")))
+            self.scheduler.past_opponents[key] = self._model_opponent(
+                snapshot.eval().requires_grad_(False), seed=self.cfg.seed + int(key.removeprefix("step-")))
         self.scheduler.load_state_dict(rollout)
 
 

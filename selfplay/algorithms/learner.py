@@ -80,6 +80,11 @@ class Learner:
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=lr, betas=betas, weight_decay=weight_decay)
 
+    @property
+    def needs_legal_token_ids(self) -> bool:
+        """Whether samples must carry their legal moves' token ids (the legal-move entropy)."""
+        return self.entropy_over == "legal_moves" and self.entropy_coef > 0
+
     # ------------------------------------------------------------------ batching
 
     def collate(self, samples: list[Sample]) -> dict[str, torch.Tensor]:
@@ -111,7 +116,7 @@ class Learner:
                 sampler_logprobs[i, :n] = torch.tensor(s.logprobs)
             elif self.use_sampler_logprobs:
                 raise ValueError(f"sample {i} has {len(s.logprobs)} logprobs for {n} response tokens")
-        if self.entropy_over == "legal_moves" and self.entropy_coef > 0:
+        if self.needs_legal_token_ids:
             # per distinct row: which tokens are legal moves (the same prompt, the same moves)
             vocab = self.model.get_output_embeddings().weight.shape[0]
             legal = torch.zeros((len(distinct), vocab), dtype=torch.bool)
