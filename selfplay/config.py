@@ -56,6 +56,9 @@ class RolloutConfig(Section):
     # only the learner's seat is trained; the learner's seat alternates between games.
     opponent: str = "self"
     past_opponents: PastOpponentsConfig = PastOpponentsConfig()
+    # each new episode opens with 0..N (uniformly drawn) random legal moves, not trained:
+    # exploration of positions the policy's own play avoids (0: off, the paper's)
+    random_opening_moves: int = Field(0, ge=0)
 
     @model_validator(mode="after")
     def _past_opponents_need_self_play(self):

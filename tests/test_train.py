@@ -129,6 +129,20 @@ def test_the_past_opponent_pool_keeps_the_newest_and_retired_ones_finish_their_g
     assert "step-000001" not in sched.past_opponents  # let go once its games ended
 
 
+def test_random_opening_moves_are_played_but_not_trained(tiny):
+    _, tokenizer, generator = tiny
+    sched = RolloutScheduler([GameChoice("tictactoe", {})], "compact", generator, GamePrompter(tokenizer),
+                             SamplingParams(1.0, 1.0, 1), 8, random_opening_moves=2)
+    samples, episodes = sched.collect(300)
+    openings = [sum(bool(m.get("opening")) for m in e.transcript) for e in episodes]
+    assert set(openings) == {0, 1, 2}  # 0..N, drawn per episode
+    for e, n in zip(episodes, openings):
+        assert all(m.get("opening") for m in e.transcript[:n])  # the random moves come first
+        own = [s for s in samples if s.episode_id == e.id]
+        assert len(own) == len(e.transcript) - n  # every later move is trained, no opening move is
+        assert all(s.info["turn"] >= n for s in own)
+
+
 def test_scheduler_state_round_trips_games_in_flight(tiny):
     a = scheduler(tiny, [GameChoice("kuhn_poker", {"rounds": 2})], seed=3)
     a.collect(20)
@@ -164,8 +178,8 @@ def _train_cmd(run_dir, steps, extra=()):
 PAST = ["rollout.past_opponents.fraction=0.5", "rollout.past_opponents.every=2", "rollout.past_opponents.keep=2"]
 
 
-@pytest.mark.parametrize("extra", [[], ["optim.average_decay=0.9"], PAST],
-                         ids=["plain", "weight-averaging", "past-opponents"])
+@pytest.mark.parametrize("extra", [[], ["optim.average_decay=0.9"], [*PAST, "rollout.random_opening_moves=2"]],
+                         ids=["plain", "weight-averaging", "past-opponents-random-openings"])
 def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path, extra):
     env = {**os.environ, "SELFPLAY_NO_PROGRESS": "1"}
     straight, crashed = tmp_path / "straight", tmp_path / "crashed"
@@ -303,7 +317,8 @@ def test_short_selfplay_run_learns_to_make_legal_moves(tmp_path):
     cfg = load_config("selfplay/configs/spiral_tictactoe_tiny.yaml",
                       ["threads=1", "steps=40", "eval.every=0", "rollout.samples_per_step=128",
                        "rollout.parallel_games=32", "optim.micro_batch_size=128", "optim.lr=1e-3",
-                       "time_limit_minutes=null", "save_every=1000"])
+                       "time_limit_minutes=null", "save_every=1000",
+                       "rollout.random_opening_moves=0"])  # game length: the model's own moves only
     Trainer(cfg, tmp_path).train()
     rows = read_metrics(tmp_path)
     first, last = rows[0]["invalid_move_rate"], sum(r["invalid_move_rate"] for r in rows[-5:]) / 5

@@ -15,6 +15,9 @@ the episodes it starts (one snapshot per step, so a round makes one or two gener
 calls for snapshots, not one per snapshot in the pool). Against an opponent only the
 learner's seat makes samples, and its seat alternates.
 
+`random_opening_moves=N` starts every new episode after 0..N (uniformly) random legal
+moves that are not trained, so training also meets positions its own play avoids.
+
 Each learner turn becomes a `Sample`; when its game ends, every sample of a seat gets
 that seat's final return (gamma = 1).
 """
@@ -83,6 +86,7 @@ class RolloutScheduler:
         make: Callable[..., Game] = make_game,
         legal_token_ids: bool = False,
         past_fraction: float = 0.0,
+        random_opening_moves: int = 0,
     ):
         self.games, self.style = games, style
         self.generator, self.prompter, self.sampling = generator, prompter, sampling
@@ -92,6 +96,7 @@ class RolloutScheduler:
         if past_fraction and opponent is not None:
             raise ValueError("past opponents are for self-play; a fixed opponent already takes the other seat")
         self.past_fraction = past_fraction
+        self.random_opening_moves = random_opening_moves
         self.past_opponents: dict[str, Agent] = {}  # the pool, and retired ones still in a game
         self.past_pool: list[str] = []  # the keys each collect draws from
         self._past_drawn: str | None = None  # the snapshot of this collect's new past-opponent episodes
@@ -117,7 +122,16 @@ class RolloutScheduler:
         if self._past_drawn and self._rng.random() < self.past_fraction:
             opponent = self._past_drawn
         seats = (0, 1) if opponent is None else (eid % 2,)  # alternate the learner's seat
-        return Episode(eid, choice.name, game, seed, seats, opponent)
+        episode = Episode(eid, choice.name, game, seed, seats, opponent)
+        if self.random_opening_moves:  # 0..N uniformly random moves, not trained
+            for _ in range(self._rng.randint(0, self.random_opening_moves)):
+                if game.is_terminal():
+                    break
+                action = self._rng.choice(sorted(game.legal_actions()))
+                episode.transcript.append({"player": game.current_player, "text": game.format_action(action),
+                                           "action": action, "invalid": None, "opening": True})
+                game.apply(action)
+        return episode
 
     def _finish(self, ep: Episode) -> EpisodeResult:
         returns = ep.game.returns()
