@@ -91,7 +91,7 @@ def main() -> None:
     names = ", ".join(g.name for g in cfg.games)
     print(f"warm-up: {args.warmup_steps} self-play steps on {names} (tiny model, {cfg.style})...", flush=True)
     trainer.train()
-    games = [GameChoice(g.name, g.options, g.weight, g.max_new_tokens) for g in cfg.games]
+    games = trainer.scheduler.games
 
     rows = {"lockstep": [], "continuous": []}
     for r in range(args.repeats):

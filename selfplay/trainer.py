@@ -125,12 +125,7 @@ class Trainer:
         """Add the current policy to the pool of past opponents (written to opponents/step-N
         so a resumed run reloads the same pool) and drop the oldest beyond `keep`."""
         key = f"step-{self.step:06d}"
-        final = self.run_dir / OPPONENTS / key
-        tmp = final.with_name(key + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        save_checkpoint(self.policy, self.tokenizer, tmp)
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
+        save_checkpoint(self.policy, self.tokenizer, self.run_dir / OPPONENTS / key)  # atomic
         snapshot = copy.deepcopy(self.policy).eval().requires_grad_(False)
         self.scheduler.add_past_opponent(key, self._model_opponent(snapshot, seed=self.cfg.seed + self.step),
                                          self.cfg.rollout.past_opponents.keep)

@@ -128,9 +128,8 @@ class RolloutScheduler:
                 if game.is_terminal():
                     break
                 action = self._rng.choice(sorted(game.legal_actions()))
-                episode.transcript.append({"player": game.current_player, "text": game.format_action(action),
-                                           "action": action, "invalid": None, "opening": True})
-                game.apply(action)
+                self._step(episode, game.format_action(action), None)
+                episode.transcript[-1]["opening"] = True
         return episode
 
     def _finish(self, ep: Episode) -> EpisodeResult:
