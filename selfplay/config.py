@@ -96,6 +96,16 @@ class OptimConfig(Section):
     # Polyak averaging of the weights (0: off). Evaluation and checkpoints use the average;
     # e.g. 0.995 averages over roughly the last 200 steps. See algorithms/averaging.py.
     average_decay: float = Field(0.0, ge=0, lt=1)
+    # The weights the optimizer updates. `float32` (the default; the paper's DeepSpeed bf16
+    # setup also keeps fp32 master weights): with a bf16 `model.dtype` the learner keeps
+    # fp32 weights and AdamW state, runs its forward passes under bf16 autocast, and
+    # generation uses a bf16 copy refreshed after every update. `model`: train the
+    # `model.dtype` weights themselves (half the memory, but in bf16 an update smaller than
+    # about 0.4% of a weight rounds away: at lr 1e-6 nearly every update does).
+    master_weights: Literal["float32", "model"] = "float32"
+    # recompute each decoder layer's activations in the backward pass instead of keeping
+    # them: much less memory for long responses, about a third more compute per update
+    gradient_checkpointing: bool = False
 
 
 class EvalConfig(Section):
@@ -129,6 +139,13 @@ class TrainConfig(Section):
         if not games:
             raise ValueError("at least one game is needed")
         return games
+
+    @model_validator(mode="after")
+    def _no_fp16_training(self):
+        if self.model.dtype == "float16":
+            raise ValueError("model.dtype=float16 cannot be trained here: fp16 gradients need loss scaling, "
+                             "which selfplay does not do; use model.dtype=bfloat16 (or float32)")
+        return self
 
 
 class ConfigError(ValueError):

@@ -39,6 +39,7 @@ from selfplay.algorithms.learner import Learner
 from selfplay.config import TrainConfig, save_config
 from selfplay.metrics import MetricsLogger
 from selfplay.models import HFGenerator, SamplingParams, load_model, save_checkpoint
+from selfplay.models.loading import resolve_device, resolve_dtype
 from selfplay.rollout.scheduler import FIXED, GameChoice, RolloutScheduler
 from selfplay.runs import CHECKPOINTS, checkpoints
 
@@ -62,15 +63,21 @@ class Trainer:
         seed_everything(cfg.seed)
         save_config(cfg, self.run_dir / "config.yaml")
 
+        # Mixed precision: the learner's (master) weights are fp32 unless optim.master_weights=model;
+        # forward passes and generation run in model.dtype (bf16 on a GPU, fp32 on the CPU).
+        self.compute_dtype = resolve_dtype(cfg.model.dtype, resolve_device(cfg.model.device))
+        master_dtype = torch.float32 if cfg.optim.master_weights == "float32" else self.compute_dtype
+        self.mixed_precision = master_dtype != self.compute_dtype
         # A checkpoint written with weight averaging holds the average; the online weights are in online/.
         averaged_ckpt = resume_from is not None and (resume_from / ONLINE).is_dir()
         source = resume_from / ONLINE if averaged_ckpt else resume_from or cfg.model.name
-        self.model, self.tokenizer = load_model(str(source), dtype=cfg.model.dtype, device=cfg.model.device,
+        self.model, self.tokenizer = load_model(str(source), dtype=master_dtype, device=cfg.model.device,
                                                 seed=cfg.seed)
-        # Polyak averaging: the learner trains self.model; evaluation and checkpoints use the average.
+        # Polyak averaging: the learner trains self.model; evaluation and checkpoints use the average
+        # (kept in the master dtype: in bf16 the average's small steps would round away too).
         self.average = None
         if cfg.optim.average_decay:
-            average_model = (load_model(str(resume_from), dtype=cfg.model.dtype, device=cfg.model.device)[0]
+            average_model = (load_model(str(resume_from), dtype=master_dtype, device=cfg.model.device)[0]
                              if averaged_ckpt else copy.deepcopy(self.model))
             self.average = WeightAverage(average_model, cfg.optim.average_decay)
         # The frozen initial policy: KL reference and/or the `frozen` opponent.
@@ -81,7 +88,10 @@ class Trainer:
             self.reference.eval().requires_grad_(False)
         if cfg.backend != "hf":
             raise NotImplementedError(f"backend {cfg.backend!r} is not available yet; use backend=hf")
-        self.generator = HFGenerator(self.model, self.tokenizer)
+        # The generator samples with its own model-dtype copy when the master weights are fp32
+        # (refreshed after every update, as a vLLM engine would be); else it shares self.model.
+        self.generator = HFGenerator(self._inference_copy(self.model) if self.mixed_precision else self.model,
+                                     self.tokenizer)
         self.eval_generator = HFGenerator(self.policy, self.tokenizer) if self.average else self.generator
         # stop_token_ids=None: the tokenizer's EOS and the chat template's end-of-turn
         self.sampling = SamplingParams(cfg.rollout.temperature, cfg.rollout.top_p, cfg.rollout.max_new_tokens)
@@ -94,6 +104,8 @@ class Trainer:
             loss_norm=cfg.optim.loss_norm, norm_constant=cfg.optim.norm_constant or cfg.rollout.max_new_tokens,
             clip=cfg.optim.clip, kl_coef=cfg.optim.kl_coef, ref_model=self.reference,
             entropy_coef=cfg.optim.entropy_coef, entropy_over=cfg.optim.entropy_over,
+            autocast_dtype=self.compute_dtype if self.mixed_precision else None,
+            gradient_checkpointing=cfg.optim.gradient_checkpointing,
         )
         self.scheduler = RolloutScheduler(
             [GameChoice(g.name, g.options, g.weight, g.max_new_tokens) for g in cfg.games], cfg.style, self.generator,
@@ -121,12 +133,16 @@ class Trainer:
         return LLMAgent(model, self.tokenizer, HFGenerator(model, self.tokenizer), self.sampling,
                         seed=seed, use_chat_template=self.cfg.model.use_chat_template)
 
+    def _inference_copy(self, model):
+        """A frozen copy of `model` in the compute dtype, for sampling."""
+        return copy.deepcopy(model).to(self.compute_dtype).eval().requires_grad_(False)
+
     def snapshot_opponent(self) -> None:
         """Add the current policy to the pool of past opponents (written to opponents/step-N
         so a resumed run reloads the same pool) and drop the oldest beyond `keep`."""
         key = f"step-{self.step:06d}"
         save_checkpoint(self.policy, self.tokenizer, self.run_dir / OPPONENTS / key)  # atomic
-        snapshot = copy.deepcopy(self.policy).eval().requires_grad_(False)
+        snapshot = self._inference_copy(self.policy)
         self.scheduler.add_past_opponent(key, self._model_opponent(snapshot, seed=self.cfg.seed + self.step),
                                          self.cfg.rollout.past_opponents.keep)
 
@@ -152,7 +168,8 @@ class Trainer:
         self.model.train()
         stats = self.learner.update(trained) if trained else {}
         self.model.eval()
-        self.generator.load_weights(None)  # None: the generator shares the learner's model
+        # the new weights into the generator (None: it shares the learner's model)
+        self.generator.load_weights(self.model.state_dict() if self.mixed_precision else None)
         if self.average:
             self.average.update(self.model)
         t_update = time.perf_counter() - t1

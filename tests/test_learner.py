@@ -218,3 +218,51 @@ def test_legal_move_entropy_needs_the_legal_moves():
     sample = make_samples(tokenizer, BATCH[:1])[0]
     with pytest.raises(ValueError, match="legal_token_ids"):
         learner.update([sample])
+
+
+def test_fp32_master_weights_keep_the_small_updates_that_bf16_weights_round_away():
+    """AdamW's first step moves a weight by lr * g / (|g| + eps) = lr * sign(g) (m_hat = g,
+    v_hat = g^2). At the paper's lr 1e-6, fp32 master weights (bf16 forward passes under
+    autocast) move by 1e-6 each. bf16 keeps 8 significant bits: weights with |w| > 2^-11
+    are spaced >= 2^-18 = 3.8e-6 apart, so a 1e-6 step rounds back to the same weight."""
+    samples = make_samples(load_model("tiny")[1], BATCH)
+    kwargs = dict(lr=1e-6, epochs=1, micro_batch_size=3, loss_norm="token_mean", grad_clip=None)
+
+    master, _ = load_model("tiny", seed=0)  # fp32 on the CPU
+    learner = Learner(master, autocast_dtype=torch.bfloat16, **kwargs)
+    before = [p.detach().clone() for p in learner.params]
+    learner.update(samples)
+    for p, old in zip(learner.params, before):
+        assert p.dtype == torch.float32
+        live = p.grad.abs() > 1e-5  # eps = 1e-8 is then < 0.1% of |g|
+        moved = (p.detach() - old)[live]
+        # fp32 rounding near |w| = 1 (the norms' weights) is 6e-8
+        torch.testing.assert_close(moved, -1e-6 * p.grad[live].sign(), atol=7e-8, rtol=0)
+
+    pure, _ = load_model("tiny", seed=0, dtype="bfloat16")
+    learner = Learner(pure, **kwargs)
+    before = [p.detach().clone() for p in learner.params]
+    learner.update(samples)
+    large = [(p.detach() - old)[old.abs() > 2 ** -11] for p, old in zip(learner.params, before)]
+    assert sum(d.numel() for d in large) > 10_000
+    assert all(bool((d == 0).all()) for d in large)
+
+
+def test_gradient_checkpointing_recomputes_layers_and_gives_the_same_update():
+    samples = make_samples(load_model("tiny")[1], BATCH)
+    results = []
+    for checkpointing in (False, True):
+        model, _ = load_model("tiny", seed=0)
+        learner = Learner(model, lr=1e-3, epochs=2, micro_batch_size=2, loss_norm="token_mean",
+                          gradient_checkpointing=checkpointing)
+        calls = []  # the attention module runs again in the backward pass when its layer is checkpointed
+        model.model.layers[0].self_attn.register_forward_hook(lambda *_: calls.append(torch.is_grad_enabled()))
+        stats = learner.update(samples)
+        results.append((len(calls), stats, [p.detach().clone() for p in learner.params]))
+    (plain_calls, plain_stats, plain_weights), (ckpt_calls, ckpt_stats, ckpt_weights) = results
+    assert plain_calls == 4 and ckpt_calls == 8  # 2 epochs x 2 micro-batches, recomputed once each
+    assert ckpt_stats["loss"] == pytest.approx(plain_stats["loss"], rel=1e-6)
+    for a, b in zip(plain_weights, ckpt_weights):
+        torch.testing.assert_close(a, b, atol=1e-7, rtol=1e-6)
+    # generation after the update runs in eval mode: no checkpointing, the KV cache is kept
+    assert not any(layer.training for layer in model.model.layers)

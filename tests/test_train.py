@@ -178,8 +178,9 @@ def _train_cmd(run_dir, steps, extra=()):
 PAST = ["rollout.past_opponents.fraction=0.5", "rollout.past_opponents.every=2", "rollout.past_opponents.keep=2"]
 
 
-@pytest.mark.parametrize("extra", [[], ["optim.average_decay=0.9"], [*PAST, "rollout.random_opening_moves=2"]],
-                         ids=["plain", "weight-averaging", "past-opponents-random-openings"])
+@pytest.mark.parametrize("extra", [[], ["optim.average_decay=0.9"], [*PAST, "rollout.random_opening_moves=2"],
+                                   ["model.dtype=bfloat16"]],
+                         ids=["plain", "weight-averaging", "past-opponents-random-openings", "bf16-fp32-master"])
 def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path, extra):
     env = {**os.environ, "SELFPLAY_NO_PROGRESS": "1"}
     straight, crashed = tmp_path / "straight", tmp_path / "crashed"
@@ -250,6 +251,29 @@ def test_past_opponent_snapshots_are_the_policy_and_only_used_ones_stay_on_disk(
     assert all(torch.equal(snapshot[k], final[k]) for k in final)
 
 
+def test_bf16_training_keeps_fp32_master_weights_and_samples_with_a_bf16_copy(tmp_path):
+    cfg = load_config("selfplay/configs/spiral_tictactoe_tiny.yaml",
+                      [*TINY, "steps=2", "eval.every=0", "save_every=2", "model.dtype=bfloat16", "optim.lr=1e-2"])
+    trainer = Trainer(cfg, tmp_path)
+    sampler = trainer.generator.model
+    assert sampler is not trainer.model
+    assert {p.dtype for p in trainer.model.parameters()} == {torch.float32}
+    assert {p.dtype for p in sampler.parameters()} == {torch.bfloat16}
+    before = {k: v.clone() for k, v in sampler.state_dict().items()}
+    trainer.train()
+    master = trainer.model.state_dict()
+    # after every update the sampler holds the new weights, rounded to bf16
+    assert all(torch.equal(v, master[k].to(torch.bfloat16)) for k, v in sampler.state_dict().items())
+    assert any(not torch.equal(before[k], v) for k, v in sampler.state_dict().items())
+    # the bf16 sampler and the learner's bf16 autocast forward agree closely, not exactly
+    assert 0 < read_metrics(tmp_path)[-1]["loss/sampler_logprob_gap"] < 0.05
+    # checkpoints hold the fp32 master weights (an exact resume needs them)
+    saved = AutoModelForCausalLM.from_pretrained(latest_checkpoint(tmp_path)).state_dict()
+    assert all(saved[k].dtype == torch.float32 and torch.equal(saved[k], v) for k, v in master.items())
+    resumed = Trainer(cfg, tmp_path, resume_from=latest_checkpoint(tmp_path))
+    assert all(torch.equal(v, master[k].to(torch.bfloat16)) for k, v in resumed.generator.model.state_dict().items())
+
+
 def test_checkpoint_loads_with_plain_transformers_and_keeps_last_k(tmp_path):
     cfg = load_config("selfplay/configs/spiral_kuhn_tiny.yaml",
                       [*TINY, "steps=4", "save_every=1", "keep_last=2", "eval.every=0"])
@@ -275,6 +299,10 @@ def test_config_errors_name_the_key_and_the_choices():
         load_config("no/such.yaml")
     with pytest.raises(ConfigError, match="past_opponents is for self-play, but rollout.opponent is 'random'"):
         load_config(None, ["rollout.opponent=random", "rollout.past_opponents.fraction=0.5"])
+    with pytest.raises(ConfigError, match="float16 cannot be trained here.*use model.dtype=bfloat16"):
+        load_config(None, ["model.dtype=float16"])
+    with pytest.raises(ConfigError, match="optim.master_weights.*'float32' or 'model'"):
+        load_config(None, ["optim.master_weights=fp64"])
     with pytest.raises(ConfigError, match="rollout.past_opponents.fraction"):
         load_config(None, ["rollout.past_opponents.fraction=1.5"])
 

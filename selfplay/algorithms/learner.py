@@ -24,6 +24,10 @@ and the ratio is exactly 1 when nothing has changed). `use_sampler_logprobs=True
 the generator's `Sample.logprobs` instead (true importance weights when the sampler
 differs from the learner, e.g. vLLM in bf16); either way `sampler_logprob_gap` reports
 mean |sampler - learner| log-prob on epoch 0, a check that the two agree.
+
+Precision and memory: `autocast_dtype` (e.g. bf16) runs the forward passes under autocast
+while the optimizer updates the model's own (fp32) weights; `gradient_checkpointing`
+recomputes each decoder layer's activations in the backward pass instead of keeping them.
 """
 
 from __future__ import annotations
@@ -56,6 +60,8 @@ class Learner:
         entropy_over: str = "vocab",
         use_sampler_logprobs: bool = False,
         pad_token_id: int = 0,
+        autocast_dtype: torch.dtype | None = None,
+        gradient_checkpointing: bool = False,
     ):
         if loss_norm not in NORMS:
             raise ValueError(f"loss_norm must be one of {NORMS}, got {loss_norm!r}")
@@ -77,6 +83,18 @@ class Learner:
         self.entropy_over = entropy_over
         self.use_sampler_logprobs = use_sampler_logprobs
         self.pad_token_id = pad_token_id
+        # Mixed precision: fp32 weights, forward passes in autocast_dtype (e.g. bf16).
+        self.autocast_dtype = autocast_dtype
+        # Activation checkpointing: each decoder layer keeps only its input and recomputes the
+        # rest in the backward pass (a 4B model on 4 x 4k-token sequences needs it to fit).
+        self.checkpointed_layers = []
+        if gradient_checkpointing:
+            kwargs = {"use_reentrant": False}
+            if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5
+                model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+            else:
+                model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+            self.checkpointed_layers = [m for m in model.modules() if getattr(m, "gradient_checkpointing", False) is True]
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=lr, betas=betas, weight_decay=weight_decay)
 
@@ -137,8 +155,10 @@ class Learner:
         one row per sample."""
         width = batch["mask"].shape[1]
         # logits at column j predict token j + 1: keep the width + 1 last columns, drop the final one
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                       position_ids=batch["position_ids"], logits_to_keep=width + 1).logits[:, :-1]
+        device = batch["input_ids"].device
+        with torch.autocast(device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                           position_ids=batch["position_ids"], logits_to_keep=width + 1).logits[:, :-1]
         targets = batch["input_ids"][:, -width:]
         logprobs = token_logprobs(logits, targets)
         entropy = None
@@ -169,6 +189,10 @@ class Learner:
 
         was_training = self.model.training
         self.model.eval()  # no dropout: old and new log-probs must come from the same function
+        # Transformers checkpoints a layer only in training mode: flag the layers themselves (not
+        # the attention and MLP modules inside them, whose dropout stays off) as training.
+        for layer in self.checkpointed_layers:
+            layer.training = True
         ref_logprobs = [None] * len(micro)
         if self.kl_coef > 0:
             with torch.no_grad():
