@@ -90,9 +90,8 @@ class Trainer:
             raise NotImplementedError(f"backend {cfg.backend!r} is not available yet; use backend=hf")
         # The generator samples with its own model-dtype copy when the master weights are fp32
         # (refreshed after every update, as a vLLM engine would be); else it shares self.model.
-        self.generator = HFGenerator(self._inference_copy(self.model) if self.mixed_precision else self.model,
-                                     self.tokenizer)
-        self.eval_generator = HFGenerator(self.policy, self.tokenizer) if self.average else self.generator
+        self.generator = self._generator(self._inference_copy(self.model) if self.mixed_precision else self.model)
+        self.eval_generator = self._generator(self.policy) if self.average else self.generator
         # stop_token_ids=None: the tokenizer's EOS and the chat template's end-of-turn
         self.sampling = SamplingParams(cfg.rollout.temperature, cfg.rollout.top_p, cfg.rollout.max_new_tokens)
         self.eval_sampling = SamplingParams(cfg.eval.temperature, cfg.rollout.top_p, cfg.rollout.max_new_tokens)
@@ -130,8 +129,11 @@ class Trainer:
 
     def _model_opponent(self, model, seed: int) -> LLMAgent:
         """A frozen model as the rollout's opponent, sampling as the learner does."""
-        return LLMAgent(model, self.tokenizer, HFGenerator(model, self.tokenizer), self.sampling,
+        return LLMAgent(model, self.tokenizer, self._generator(model), self.sampling,
                         seed=seed, use_chat_template=self.cfg.model.use_chat_template)
+
+    def _generator(self, model) -> HFGenerator:
+        return HFGenerator(model, self.tokenizer, max_batch_size=self.cfg.rollout.generation_batch_size)
 
     def _inference_copy(self, model):
         """A frozen copy of `model` in the compute dtype, for sampling."""

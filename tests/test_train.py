@@ -274,6 +274,18 @@ def test_bf16_training_keeps_fp32_master_weights_and_samples_with_a_bf16_copy(tm
     assert all(torch.equal(v, master[k].to(torch.bfloat16)) for k, v in resumed.generator.model.state_dict().items())
 
 
+def test_generation_batch_size_caps_the_rows_of_every_generation_forward(tmp_path):
+    cfg = load_config("selfplay/configs/spiral_tictactoe_tiny.yaml",
+                      [*TINY, "eval.every=0", "rollout.generation_batch_size=5"])  # 16 games in flight
+    trainer = Trainer(cfg, tmp_path)
+    rows = []
+    trainer.generator.model.register_forward_hook(lambda module, args, kwargs, out: rows.append(
+        kwargs["input_ids"].shape[0]), with_kwargs=True)
+    samples, _ = trainer.scheduler.collect(64)
+    assert len(samples) >= 64 and max(rows) == 5 and rows.count(5) > len(rows) / 2
+    assert trainer.agent().generator.max_batch_size == 5  # evaluation too
+
+
 def test_checkpoint_loads_with_plain_transformers_and_keeps_last_k(tmp_path):
     cfg = load_config("selfplay/configs/spiral_kuhn_tiny.yaml",
                       [*TINY, "steps=4", "save_every=1", "keep_last=2", "eval.every=0"])
