@@ -8,13 +8,19 @@ throughput vs the model's plain batched `generate`, all in one run on one tiny m
    have their natural, varying lengths (a random model ends every game on move 1).
 2. Turn samples per second, collecting the same number of samples with the same model:
    `lockstep` (all games start together, the batch shrinks as they end: the original
-   SPIRAL loop) vs `continuous` (a finished game is replaced at once).
+   SPIRAL loop) vs `continuous` (a finished game is replaced at once). Also the turns per
+   round of each: their ratio is what continuous batching would gain if a round cost the
+   same whatever its size (the bound; a cost that grows with the round only lowers it).
 3. Generated tokens per second during continuous collection vs `model.generate` on a
    full batch of the same size, prompt length and number of new tokens (one-game presets:
    a mixture's games have different generation limits).
 4. Answers of ragged lengths (sampling, a quarter of the vocabulary stops a row, up to
    64 new tokens): the generator dropping stopped rows from the batch vs stepping them
-   to the end as `model.generate` does.
+   to the end as `model.generate` does; and the same ragged answers as the games' moves,
+   collected with round scheduling (a round lasts as long as its longest answer) vs token
+   scheduling (a game moves on when its own answer ends): samples per second and forward
+   passes per sample (what an accelerator, where a forward pass costs about the same for
+   any number of rows, would be bound by).
 Figures are ratios against baselines measured in the same run.
 """
 
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+from dataclasses import replace
 import statistics
 import time
 
@@ -33,17 +40,23 @@ from selfplay.trainer import Trainer
 from selfplay.trainer_cli import resolve_preset
 
 
-def collect_rate(trainer: Trainer, games: list[GameChoice], lockstep: bool, batch: int, samples: int, seed: int):
-    sched = RolloutScheduler(games, trainer.cfg.style, trainer.generator, trainer.prompter, trainer.sampling,
-                             batch, seed=seed, lockstep=lockstep)
+def collect_rate(trainer: Trainer, games: list[GameChoice], lockstep: bool, batch: int, samples: int, seed: int,
+                 sampling=None, scheduling: str = "round"):
+    sched = RolloutScheduler(games, trainer.cfg.style, trainer.generator, trainer.prompter,
+                             sampling or trainer.sampling, batch, seed=seed, lockstep=lockstep, scheduling=scheduling)
     sched.collect(batch)  # warm caches
-    calls0, tokens0 = sched.generate_calls, sched.generated_tokens
+    calls0, tokens0, rounds0 = sched.generate_calls, sched.generated_tokens, sched.rounds
+    forwards = []
+    hook = trainer.generator.model.register_forward_hook(lambda *_: forwards.append(1))
     start = time.perf_counter()
     got, _ = sched.collect(samples)
     seconds = time.perf_counter() - start
-    calls = sched.generate_calls - calls0
+    hook.remove()
+    calls, rounds = sched.generate_calls - calls0, sched.rounds - rounds0
     return {"samples_per_s": len(got) / seconds, "tokens_per_s": (sched.generated_tokens - tokens0) / seconds,
-            "mean_batch": len(got) / max(calls, 1), "prompt_len": statistics.mean(len(s.prompt_ids) for s in got)}
+            "mean_batch": len(got) / max(calls, 1), "per_round": len(got) / max(rounds, 1),
+            "forwards_per_sample": len(forwards) / len(got),
+            "prompt_len": statistics.mean(len(s.prompt_ids) for s in got)}
 
 
 def plain_generate_rate(trainer: Trainer, batch: int, prompt_len: int, new_tokens: int, repeats: int = 20) -> float:
@@ -106,19 +119,35 @@ def main() -> None:
 
     print(f"\nmachine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
           f"batch {args.batch}, {args.samples} samples per measurement, best of {args.repeats}")
-    print(f"{'mode':<12}{'samples/s':>12}{'tokens/s':>12}{'mean batch':>12}")
+    print(f"{'mode':<12}{'samples/s':>12}{'tokens/s':>12}{'mean batch':>12}{'turns/round':>13}")
     for mode, b in best.items():
-        print(f"{mode:<12}{b['samples_per_s']:>12.0f}{b['tokens_per_s']:>12.0f}{b['mean_batch']:>12.1f}")
+        print(f"{mode:<12}{b['samples_per_s']:>12.0f}{b['tokens_per_s']:>12.0f}{b['mean_batch']:>12.1f}"
+              f"{b['per_round']:>13.1f}")
     if plain is not None:
         print(f"{'generate':<12}{'':>12}{plain:>12.0f}{args.batch:>12}")
     dropped = max(ragged_rate(trainer, args.batch, True) for _ in range(args.repeats))
     stepped = max(ragged_rate(trainer, args.batch, False) for _ in range(args.repeats))
     print(f"ragged answers, tokens/s: stopped rows dropped {dropped:.0f}, stepped to the end {stepped:.0f}")
+    # The same ragged answers as the games' moves: round vs token-level scheduling
+    ragged = replace(trainer.sampling, max_new_tokens=64, stop_token_ids=tuple(range(3, len(trainer.tokenizer), 4)))
+    ragged_games = [replace(g, max_new_tokens=None) for g in games]
+    sched_rows = {mode: max((collect_rate(trainer, ragged_games, False, args.batch, args.samples // 2, 200 + r,
+                                          ragged, mode) for r in range(args.repeats)),
+                            key=lambda x: x["samples_per_s"]) for mode in ("round", "token")}
+    for mode, b in sched_rows.items():
+        print(f"ragged answers in games, {mode} scheduling: {b['samples_per_s']:.0f} samples/s, "
+              f"{b['forwards_per_sample']:.3f} forward passes per sample")
     print(f"\ngames: {names}")
     print(f"continuous / lockstep samples per second:        {best['continuous']['samples_per_s'] / best['lockstep']['samples_per_s']:.2f}x")
+    # If a round cost the same however many turns it holds (the ideal accelerator), the
+    # speed-up would be this ratio; a round's cost growing with its size only lowers it.
+    print(f"  bound: continuous / lockstep turns per round:   {best['continuous']['per_round'] / best['lockstep']['per_round']:.2f}x")
     if plain is not None:
         print(f"continuous tokens/s / plain model.generate:       {best['continuous']['tokens_per_s'] / plain:.2f}")
     print(f"ragged answers, dropping stopped rows / stepping:  {dropped / stepped:.2f}x")
+    r, t = sched_rows["round"], sched_rows["token"]
+    print(f"ragged answers in games, token / round scheduling: {t['samples_per_s'] / r['samples_per_s']:.2f}x "
+          f"samples/s, {r['forwards_per_sample'] / t['forwards_per_sample']:.2f}x fewer forward passes")
 
 
 if __name__ == "__main__":

@@ -51,9 +51,14 @@ class RolloutConfig(Section):
     temperature: float = Field(1.0, ge=0)
     top_p: float = Field(1.0, gt=0, le=1)
     max_new_tokens: int = Field(4096, gt=0)
-    # most prompts in one generation batch (None: every pending turn at once); on a GPU the
-    # KV cache of 128 games x 4k tokens of a 4B model alone is about 90 GB
+    # most prompts in one generation batch, or turns in flight with `scheduling: token` (None:
+    # every pending turn at once); on a GPU the KV cache of 128 games x 4k tokens of a 4B
+    # model alone is about 90 GB
     generation_batch_size: int | None = Field(None, gt=0)
+    # `round`: one generation call per round for every pending turn (a round lasts as long as
+    # its longest answer). `token`: a token-level engine; a game moves on as soon as its own
+    # answer ends while longer answers keep generating (see rollout/scheduler.py)
+    scheduling: Literal["round", "token"] = "round"
     # "self": one policy plays both seats (SPIRAL). Otherwise an agent spec (`random`,
     # `minimax`, `nash`, `openai:MODEL`) or `frozen` (a frozen copy of the initial model):
     # only the learner's seat is trained; the learner's seat alternates between games.

@@ -112,7 +112,7 @@ class Trainer:
             opponent=self._make_opponent(cfg.rollout.opponent),
             legal_token_ids=self.learner.needs_legal_token_ids,
             past_fraction=cfg.rollout.past_opponents.fraction,
-            random_opening_moves=cfg.rollout.random_opening_moves,
+            random_opening_moves=cfg.rollout.random_opening_moves, scheduling=cfg.rollout.scheduling,
         )
         self.baselines = RAEBaselines(alpha=cfg.advantage.rae_alpha)
         self.step = 0

@@ -3,6 +3,8 @@
 Everything here runs the real tiny Qwen3 model and the real tokenizer; no mocks.
 """
 
+from dataclasses import replace
+
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -225,3 +227,55 @@ def test_sampling_params_reject_bad_values():
         SamplingParams(top_p=0.0)
     with pytest.raises(ValueError, match="temperature"):
         SamplingParams(temperature=-1.0)
+
+
+def _fresh_forward_logprobs(model, gen):
+    ids = torch.tensor([gen.prompt_ids + gen.response_ids])
+    with torch.no_grad():
+        logits = model(ids).logits[0, len(gen.prompt_ids) - 1:-1]
+    return token_logprobs(logits, torch.tensor(gen.response_ids))
+
+
+def test_engine_requests_join_and_leave_at_every_step_and_match_single_generation(tiny):
+    model, tokenizer = tiny
+    generator = HFGenerator(model, tokenizer)
+    greedy = SamplingParams(temperature=0.0, max_new_tokens=8, stop_token_ids=(-1,))
+    engine = generator.engine(greedy)
+    prompts = [render_prompt(tokenizer, p) for p in PROMPTS + ["o" * 30, "x"]]
+    # requests join at steps 0, 0, 2, 3, 3 with their own limits; short prompts join long caches and back
+    arrivals = {0: [0, 1], 2: [2], 3: [3, 4]}
+    limits = [5, 1, 8, 3, 2]
+    done, finished_at, step = {}, {}, 0
+    while len(done) < len(prompts):
+        new = [(i, prompts[i], limits[i]) for i in arrivals.get(step, [])]
+        for key, gen in engine.step(new):
+            done[key], finished_at[key] = gen, step
+        step += 1
+    assert finished_at == {1: 0, 0: 4, 4: 4, 3: 5, 2: 9}  # each at its own limit, not the longest one's
+    assert engine.running == 0
+    for i, prompt in enumerate(prompts):
+        alone = generator.generate([prompt], replace(greedy, max_new_tokens=limits[i]))[0]
+        assert done[i].response_ids == alone.response_ids and done[i].truncated
+        torch.testing.assert_close(torch.tensor(done[i].logprobs), _fresh_forward_logprobs(model, done[i]),
+                                   atol=1e-5, rtol=0)
+
+
+def test_engine_stops_rows_on_stop_tokens_and_a_step_of_new_rows_is_a_generate_call(tiny):
+    model, tokenizer = tiny
+    generator = HFGenerator(model, tokenizer)
+    prompts = [render_prompt(tokenizer, p) for p in ["x" * n + "o" * (7 - n) for n in range(8)]]
+    params = SamplingParams(max_new_tokens=12, stop_token_ids=tuple(range(3, len(tokenizer), 4)))
+    engine = generator.engine(params)
+    gens = dict(engine.step([(i, p, 12) for i, p in enumerate(prompts)], seed=1))
+    s = 2
+    while engine.running:
+        gens.update(engine.step([], seed=s))
+        s += 1
+    assert len({len(g.response_ids) for g in gens.values()}) > 2
+    for g in gens.values():
+        assert g.truncated == (g.response_ids[-1] not in params.stop_token_ids)
+        torch.testing.assert_close(torch.tensor(g.logprobs), _fresh_forward_logprobs(model, g), atol=1e-5, rtol=0)
+    # one step of new one-token requests samples exactly what generate does with the same seed
+    one = replace(params, max_new_tokens=1)
+    stepped = generator.engine(one).step([(i, p, 1) for i, p in enumerate(prompts)], seed=7)
+    assert [g for _, g in stepped] == generator.generate(prompts, one, seed=7)

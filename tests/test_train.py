@@ -158,6 +158,47 @@ def test_scheduler_state_round_trips_games_in_flight(tiny):
     assert [(s.episode_id, s.response_ids, s.reward) for s in sa] == [(s.episode_id, s.response_ids, s.reward) for s in sb]
 
 
+MIXTURE = [GameChoice("tictactoe", {}), GameChoice("simple_negotiation", {}, max_new_tokens=8)]
+
+
+def test_token_scheduling_moves_games_on_while_longer_answers_generate(tiny):
+    model, tokenizer, generator = tiny
+    # a quarter of the vocabulary ends an answer: negotiation answers of 1-8 tokens
+    sampling = SamplingParams(1.0, 1.0, 1, stop_token_ids=tuple(range(3, len(tokenizer), 4)))
+    forwards, runs = {}, {}
+    for mode in ("round", "token"):
+        calls = []
+        hook = model.register_forward_hook(lambda *_: calls.append(1))
+        try:
+            sched = RolloutScheduler(MIXTURE, "compact", generator, GamePrompter(tokenizer), sampling,
+                                     16, seed=1, scheduling=mode)
+            samples, episodes = sched.collect(150)
+        finally:
+            hook.remove()
+        forwards[mode], runs[mode] = len(calls) / len(samples), (sched, samples, episodes)
+    sched, samples, episodes = runs["token"]
+    assert not sched._in_flight and sched._engine.running == 0  # nothing carried over but games
+    assert {s.game for s in samples} == {"tictactoe", "simple_negotiation"}
+    assert max(len(s.response_ids) for s in samples) > 1  # negotiation answers span several steps
+    by_episode = {e.id: e for e in episodes}
+    for s in samples:  # the right seat's final return, as in round scheduling
+        ep = by_episode[s.episode_id]
+        mover = ep.transcript[s.info["turn"]]["player"]
+        assert s.role == str(mover) and s.reward == ep.returns[mover]
+    assert sum(len(e.transcript) for e in episodes) == len(samples)
+    # a round no longer waits for the longest answer: fewer forward passes per sample
+    assert forwards["token"] < 0.6 * forwards["round"], forwards
+    # deterministic, and the state between collects is games only
+    state = json.loads(json.dumps(sched.state_dict()))
+    other = RolloutScheduler(MIXTURE, "compact", generator, GamePrompter(tokenizer), sampling,
+                             16, seed=1, scheduling="token")
+    other.load_state_dict(state)
+    a, _ = sched.collect(60)
+    b, _ = other.collect(60)
+    assert [(s.episode_id, s.response_ids, s.logprobs) for s in a] == [(s.episode_id, s.response_ids, s.logprobs)
+                                                                        for s in b]
+
+
 def test_lockstep_waits_for_the_whole_wave(tiny):
     sched = scheduler(tiny, [GameChoice("tictactoe", {})], parallel=4)
     sched.lockstep = True
@@ -274,9 +315,10 @@ def test_bf16_training_keeps_fp32_master_weights_and_samples_with_a_bf16_copy(tm
     assert all(torch.equal(v, master[k].to(torch.bfloat16)) for k, v in resumed.generator.model.state_dict().items())
 
 
-def test_generation_batch_size_caps_the_rows_of_every_generation_forward(tmp_path):
-    cfg = load_config("selfplay/configs/spiral_tictactoe_tiny.yaml",
-                      [*TINY, "eval.every=0", "rollout.generation_batch_size=5"])  # 16 games in flight
+@pytest.mark.parametrize("scheduling", ["round", "token"])
+def test_generation_batch_size_caps_the_rows_of_every_generation_forward(tmp_path, scheduling):
+    cfg = load_config("selfplay/configs/spiral_tictactoe_tiny.yaml",  # 16 games in flight
+                      [*TINY, "eval.every=0", "rollout.generation_batch_size=5", f"rollout.scheduling={scheduling}"])
     trainer = Trainer(cfg, tmp_path)
     rows = []
     trainer.generator.model.register_forward_hook(lambda module, args, kwargs, out: rows.append(

@@ -139,6 +139,13 @@ class HFGenerator:
                 if own[name].data_ptr() != tensor.data_ptr():  # shared storage: nothing to copy
                     own[name].copy_(tensor)
 
+    def engine(self, params: SamplingParams):
+        """A token-level engine on this model: requests join and leave at every step
+        (`selfplay.models.engine.HFEngine`)."""
+        from selfplay.models.engine import HFEngine
+
+        return HFEngine(self, params)
+
     def generate(self, prompts: Sequence[Sequence[int]], params: SamplingParams,
                  seed: int | None = None) -> list[Generation]:
         rng = None

@@ -15,6 +15,13 @@ the episodes it starts (one snapshot per step, so a round makes one or two gener
 calls for snapshots, not one per snapshot in the pool). Against an opponent only the
 learner's seat makes samples, and its seat alternates.
 
+Scheduling: `round` (the default) makes one generation call per round for every pending
+learner turn, so a round lasts as long as its longest answer. `token` hands turns to a
+token-level engine (`generator.engine`) instead: each round adds the new turns and
+generates one token for every turn in flight, and a game moves on as soon as its own
+answer ends while longer answers keep generating. `collect` lets the answers in flight
+finish before it returns, so nothing but games is carried between steps.
+
 `random_opening_moves=N` starts every new episode after 0..N (uniformly) random legal
 moves that are not trained, so training also meets positions its own play avoids.
 
@@ -87,6 +94,7 @@ class RolloutScheduler:
         legal_token_ids: bool = False,
         past_fraction: float = 0.0,
         random_opening_moves: int = 0,
+        scheduling: str = "round",
     ):
         self.games, self.style = games, style
         self.generator, self.prompter, self.sampling = generator, prompter, sampling
@@ -97,6 +105,11 @@ class RolloutScheduler:
             raise ValueError("past opponents are for self-play; a fixed opponent already takes the other seat")
         self.past_fraction = past_fraction
         self.random_opening_moves = random_opening_moves
+        if scheduling not in ("round", "token"):
+            raise ValueError(f"scheduling must be 'round' or 'token', got {scheduling!r}")
+        self.scheduling = scheduling
+        self._engine = None  # token scheduling: made on first use
+        self._in_flight: dict[int, list[int]] = {}  # token scheduling: lane -> prompt of its answer in flight
         self.past_opponents: dict[str, Agent] = {}  # the pool, and retired ones still in a game
         self.past_pool: list[str] = []  # the keys each collect draws from
         self._past_drawn: str | None = None  # the snapshot of this collect's new past-opponent episodes
@@ -106,6 +119,7 @@ class RolloutScheduler:
         self.next_episode = 0
         self.generate_calls = 0
         self.generated_tokens = 0
+        self.rounds = 0  # rounds in which the learner moved (a statistic, not resumed)
 
     # ---- episodes -----------------------------------------------------------------
     def _new_game(self, choice: GameChoice) -> Game:
@@ -151,13 +165,19 @@ class RolloutScheduler:
         results: list[EpisodeResult] = []
         # (no draw without a pool, so plain self-play's episode stream is unchanged)
         self._past_drawn = self._rng.choice(self.past_pool) if self.past_pool and self.past_fraction else None
-        while len(samples) < min_samples:
-            self._refill()
-            self._play_opponents()
+        while len(samples) < min_samples or self._in_flight:
+            draining = len(samples) >= min_samples  # token scheduling: finish the answers in flight
+            if not draining:
+                self._refill()
+                self._play_opponents()
             learner_lanes = [i for i, ep in enumerate(self.lanes)
                              if ep is not None and not ep.game.is_terminal()]
-            if learner_lanes:
+            if self.scheduling == "token":
+                self._step_engine([] if draining else [i for i in learner_lanes if i not in self._in_flight])
+                self.rounds += 1
+            elif learner_lanes:
                 self._play_learner(learner_lanes)
+                self.rounds += 1
             for i, ep in enumerate(self.lanes):
                 if ep is not None and ep.game.is_terminal():
                     results.append(self._finish(ep))
@@ -204,31 +224,53 @@ class RolloutScheduler:
                 for ep, text in zip(eps, self._agent(key).act_batch([ep.game for ep in eps])):
                     self._step(ep, text, None)
 
+    def _limit(self, game_name: str) -> int:
+        """A game's generation limit (a game of the mixture may set its own `max_new_tokens`)."""
+        return next(g.max_new_tokens for g in self.games if g.name == game_name) or self.sampling.max_new_tokens
+
     def _play_learner(self, lane_ids: list[int]) -> None:
         # One generation call per generation limit (one call in all unless a game of the
         # mixture sets its own `max_new_tokens`).
-        limits = {g.name: g.max_new_tokens or self.sampling.max_new_tokens for g in self.games}
         groups: dict[int, list[Episode]] = {}
         for i in lane_ids:
-            groups.setdefault(limits[self.lanes[i].game_name], []).append(self.lanes[i])
+            groups.setdefault(self._limit(self.lanes[i].game_name), []).append(self.lanes[i])
         for limit, eps in sorted(groups.items()):
-            self._generate_for(eps, replace(self.sampling, max_new_tokens=limit))
+            prompts = [self.prompter.ids(ep.game) for ep in eps]
+            self.generate_calls += 1
+            gens = self.generator.generate(prompts, replace(self.sampling, max_new_tokens=limit),
+                                           seed=self.seed * 7_919 + self.generate_calls)
+            for ep, prompt, gen in zip(eps, prompts, gens):
+                self._learner_moved(ep, prompt, gen)
 
-    def _generate_for(self, eps: list[Episode], sampling) -> None:
-        prompts = [self.prompter.ids(ep.game) for ep in eps]
+    def _step_engine(self, lane_ids: list[int]) -> None:
+        """Token scheduling: add the new turns of `lane_ids`, generate one token for every
+        turn in flight, and play the answers that ended."""
+        if self._engine is None:
+            self._engine = self.generator.engine(self.sampling)
+        cap = getattr(self.generator, "max_batch_size", None)  # the most turns in flight at once
+        if cap:
+            lane_ids = lane_ids[:max(cap - len(self._in_flight), 0)]
+        requests = []
+        for i in lane_ids:
+            self._in_flight[i] = self.prompter.ids(self.lanes[i].game)
+            requests.append((i, self._in_flight[i], self._limit(self.lanes[i].game_name)))
+        if not self._in_flight:
+            return
         self.generate_calls += 1
-        gens = self.generator.generate(prompts, sampling, seed=self.seed * 7_919 + self.generate_calls)
-        for ep, prompt, gen in zip(eps, prompts, gens):
-            self.generated_tokens += len(gen.response_ids)
-            player = ep.game.current_player
-            sample = Sample(
-                prompt_ids=prompt, response_ids=list(gen.response_ids), logprobs=list(gen.logprobs),
-                game=ep.game_name, role=str(player), episode_id=ep.id, reward=0.0,
-                truncated=gen.truncated, info={"turn": ep.game.turn, "text": gen.text},
-                legal_token_ids=self._legal_tokens(ep) if self.legal_token_ids else None,
-            )
-            ep.samples.append(sample)
-            self._step(ep, gen.text, sample)
+        for i, gen in self._engine.step(requests, seed=self.seed * 7_919 + self.generate_calls):
+            self._learner_moved(self.lanes[i], self._in_flight.pop(i), gen)
+
+    def _learner_moved(self, ep: Episode, prompt: list[int], gen) -> None:
+        """Record the learner's answer `gen` to `prompt` as a sample and play it."""
+        self.generated_tokens += len(gen.response_ids)
+        sample = Sample(
+            prompt_ids=prompt, response_ids=list(gen.response_ids), logprobs=list(gen.logprobs),
+            game=ep.game_name, role=str(ep.game.current_player), episode_id=ep.id, reward=0.0,
+            truncated=gen.truncated, info={"turn": ep.game.turn, "text": gen.text},
+            legal_token_ids=self._legal_tokens(ep) if self.legal_token_ids else None,
+        )
+        ep.samples.append(sample)
+        self._step(ep, gen.text, sample)
 
     def _legal_tokens(self, ep: Episode) -> list[int]:
         out = []
