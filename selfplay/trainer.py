@@ -4,7 +4,8 @@ Everything a run produces lives in its run folder:
     config.yaml            the resolved config
     metrics.jsonl          one row per step; tensorboard/ the same as events
     transcripts.jsonl      a few games per evaluation, for `selfplay report`
-    checkpoints/step-N/    the model in Hugging Face format (safetensors) + tokenizer
+    checkpoints/step-N/    the model in Hugging Face format (safetensors; the fp32 master
+                           weights when model.dtype is bf16) + tokenizer
                            (with `optim.average_decay`, the averaged weights; the online
                            weights the learner trains are in step-N/online/)
                            + trainer_state.pt (optimizer, RAE baselines, torch RNG, step)
