@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import argparse
 import platform
-from dataclasses import replace
 import statistics
 import time
+from dataclasses import replace
 
 import torch
 
@@ -72,13 +72,18 @@ def plain_generate_rate(trainer: Trainer, batch: int, prompt_len: int, new_token
     return batch * new_tokens * repeats / (time.perf_counter() - start)
 
 
+def ragged_stop_ids(tokenizer) -> tuple[int, ...]:
+    """A quarter of the vocabulary ends an answer: answers of ragged lengths (mean about 4)."""
+    return tuple(range(3, len(tokenizer), 4))
+
+
 def ragged_rate(trainer: Trainer, batch: int, drop: bool, repeats: int = 5) -> float:
     """Generated tokens per second when answers stop at different lengths."""
     from selfplay.models import HFGenerator, SamplingParams
 
     tok = trainer.tokenizer
     generator = HFGenerator(trainer.model, tok, drop_stopped_rows=drop)
-    params = SamplingParams(1.0, 1.0, 64, stop_token_ids=tuple(range(3, len(tok), 4)))
+    params = SamplingParams(1.0, 1.0, 64, stop_token_ids=ragged_stop_ids(tok))
     prompts = [torch.randint(5, len(tok), (12,)).tolist() for _ in range(batch)]
     generator.generate(prompts, params, seed=0)
     start, tokens = time.perf_counter(), 0
@@ -129,7 +134,7 @@ def main() -> None:
     stepped = max(ragged_rate(trainer, args.batch, False) for _ in range(args.repeats))
     print(f"ragged answers, tokens/s: stopped rows dropped {dropped:.0f}, stepped to the end {stepped:.0f}")
     # The same ragged answers as the games' moves: round vs token-level scheduling
-    ragged = replace(trainer.sampling, max_new_tokens=64, stop_token_ids=tuple(range(3, len(trainer.tokenizer), 4)))
+    ragged = replace(trainer.sampling, max_new_tokens=64, stop_token_ids=ragged_stop_ids(trainer.tokenizer))
     ragged_games = [replace(g, max_new_tokens=None) for g in games]
     sched_rows = {mode: max((collect_rate(trainer, ragged_games, False, args.batch, args.samples // 2, 200 + r,
                                           ragged, mode) for r in range(args.repeats)),

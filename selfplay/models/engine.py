@@ -19,11 +19,20 @@ exactly a `generate` call of one token.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 import torch.nn.functional as F
-from transformers import DynamicCache
 
-from selfplay.models.generation import Generation, SamplingParams, sample_next, token_logprobs
+from selfplay.models.generation import Generation, SamplingParams, prefill, sample_next, token_logprobs
+
+
+@dataclass
+class _Row:
+    key: object
+    prompt: list[int]
+    tokens: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
 
 
 class HFEngine:
@@ -32,19 +41,17 @@ class HFEngine:
         self.params = params
         self.device = generator.device
         self.stop_ids = torch.tensor(params.stop_token_ids or generator.stop_token_ids, device=self.device)
-        # per running row, in batch order
-        self.keys: list = []
-        self.prompts: list[list[int]] = []
-        self.tokens: list[list[int]] = []
-        self.logprobs: list[list[float]] = []
-        self.limits = torch.zeros(0, dtype=torch.long, device=self.device)
+        self._clear()
+
+    def _clear(self) -> None:
+        self.rows: list[_Row] = []  # the running rows, in batch order
+        self.limits = torch.zeros(0, dtype=torch.long, device=self.device)  # each row's max new tokens
         # the batch: KV cache, attention mask (rows x cache columns), last positions, next-token logits
-        self.cache: DynamicCache | None = None
-        self.attention = self.position = self.logits = None
+        self.cache = self.attention = self.position = self.logits = None
 
     @property
     def running(self) -> int:
-        return len(self.keys)
+        return len(self.rows)
 
     @torch.inference_mode()
     def step(self, requests, seed: int | None = None) -> list[tuple[object, Generation]]:
@@ -61,13 +68,13 @@ class HFEngine:
             token = sample_next(self.logits, self.params, rng)
             logprob = token_logprobs(self.logits, token)
             stopped = torch.isin(token, self.stop_ids)
-            for row, (t, lp) in enumerate(zip(token.tolist(), logprob.tolist())):
-                self.tokens[row].append(t)
-                self.logprobs[row].append(lp)
-            counts = torch.tensor([len(t) for t in self.tokens], device=self.device)
+            for row, t, lp in zip(self.rows, token.tolist(), logprob.tolist()):
+                row.tokens.append(t)
+                row.logprobs.append(lp)
+            counts = torch.tensor([len(row.tokens) for row in self.rows], device=self.device)
             done = stopped | (counts >= self.limits)
-            finished = [(self.keys[row], self._generation(row, bool(stopped[row])))
-                        for row in done.nonzero().squeeze(1).tolist()]
+            finished = [(self.rows[r].key, self._generation(self.rows[r], bool(stopped[r])))
+                        for r in done.nonzero().squeeze(1).tolist()]
             if finished:
                 self._keep((~done).nonzero().squeeze(1), token)
             else:
@@ -78,49 +85,31 @@ class HFEngine:
 
     # ---- the batch -----------------------------------------------------------------------
     def _join(self, requests) -> None:
-        if any(len(prompt) == 0 for _, prompt, _ in requests):
-            raise ValueError("every prompt needs at least one token")
         prompts = [list(prompt) for _, prompt, _ in requests]
-        width = max(len(p) for p in prompts)
-        ids = torch.tensor([[self.pad_id] * (width - len(p)) + p for p in prompts], device=self.device)
-        pads = torch.tensor([width - len(p) for p in prompts], device=self.device)
-        attention = (torch.arange(width, device=self.device)[None, :] >= pads[:, None]).long()
-        positions = (attention.cumsum(-1) - 1).clamp(min=0)
-        cache = DynamicCache()
-        logits = self.model(input_ids=ids, attention_mask=attention, position_ids=positions,
-                            past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+        cache, attention, position, logits = prefill(self.model, prompts, self.pad_id)
         limits = torch.tensor([limit for _, _, limit in requests], device=self.device)
-        self.keys += [key for key, _, _ in requests]
-        self.prompts += prompts
-        self.tokens += [[] for _ in requests]
-        self.logprobs += [[] for _ in requests]
+        self.rows += [_Row(key, prompt) for (key, _, _), prompt in zip(requests, prompts)]
         if self.cache is None:
-            self.cache, self.attention, self.position, self.logits = cache, attention, positions[:, -1:], logits
-            self.limits = limits
+            self.cache, self.attention, self.position, self.logits, self.limits = (
+                cache, attention, position, logits, limits)
             return
         # right-align both batches to the longer cache, then stack them
-        columns = max(self.attention.shape[1], width)
+        columns = max(self.attention.shape[1], attention.shape[1])
         for old, new in zip(self.cache.layers, cache.layers):
             old.keys = torch.cat([_left_pad(old.keys, columns), _left_pad(new.keys, columns)])
             old.values = torch.cat([_left_pad(old.values, columns), _left_pad(new.values, columns)])
         self.attention = torch.cat([F.pad(self.attention, (columns - self.attention.shape[1], 0)),
-                                    F.pad(attention, (columns - width, 0))])
-        self.position = torch.cat([self.position, positions[:, -1:]])
+                                    F.pad(attention, (columns - attention.shape[1], 0))])
+        self.position = torch.cat([self.position, position])
         self.logits = torch.cat([self.logits, logits])
         self.limits = torch.cat([self.limits, limits])
 
     def _keep(self, rows: torch.Tensor, token: torch.Tensor) -> None:
         """Let the finished rows go; decode the others."""
         if len(rows) == 0:
-            self.cache, self.attention, self.position, self.logits = None, None, None, None
-            self.keys, self.prompts, self.tokens, self.logprobs = [], [], [], []
-            self.limits = self.limits[:0]
+            self._clear()
             return
-        kept = rows.tolist()
-        self.keys = [self.keys[r] for r in kept]
-        self.prompts = [self.prompts[r] for r in kept]
-        self.tokens = [self.tokens[r] for r in kept]
-        self.logprobs = [self.logprobs[r] for r in kept]
+        self.rows = [self.rows[r] for r in rows.tolist()]
         self.cache.batch_select_indices(rows)
         self.attention, self.position, self.limits = self.attention[rows], self.position[rows], self.limits[rows]
         # columns that are padding in every remaining row
@@ -137,10 +126,9 @@ class HFEngine:
         self.logits = self.model(input_ids=token[:, None], attention_mask=self.attention, position_ids=self.position,
                                  past_key_values=self.cache, use_cache=True).logits[:, -1]
 
-    def _generation(self, row: int, stopped: bool) -> Generation:
-        ids = self.tokens[row]
-        return Generation(prompt_ids=self.prompts[row], response_ids=ids, logprobs=self.logprobs[row],
-                          text=self.tokenizer.decode(ids, skip_special_tokens=True), truncated=not stopped)
+    def _generation(self, row: _Row, stopped: bool) -> Generation:
+        return Generation(prompt_ids=row.prompt, response_ids=row.tokens, logprobs=row.logprobs,
+                          text=self.tokenizer.decode(row.tokens, skip_special_tokens=True), truncated=not stopped)
 
 
 def _left_pad(states: torch.Tensor, columns: int) -> torch.Tensor:

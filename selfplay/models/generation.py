@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Mapping, Protocol, Sequence
 
 import torch
+import torch.nn.functional as F
 from transformers import DynamicCache
 
 
@@ -102,6 +103,29 @@ def sample_next(logits: torch.Tensor, params: SamplingParams, rng: torch.Generat
     return (probs / race).argmax(dim=-1)
 
 
+def prefill(model, prompts: Sequence[Sequence[int]], pad_id: int):
+    """Left-pad `prompts` into one batch (every prompt ends at the last column, so new tokens
+    line up; padding is masked out) and run it through `model` into a fresh KV cache.
+
+    Returns (cache, attention mask of rows x prompt columns, each row's last position,
+    each row's next-token logits).
+    """
+    if any(len(p) == 0 for p in prompts):
+        raise ValueError("every prompt needs at least one token")
+    device = next(model.parameters()).device
+    width = max(len(p) for p in prompts)
+    # One tensor from one padded list (a tensor per row costs more than the tiny model).
+    input_ids = torch.tensor([[pad_id] * (width - len(p)) + list(p) for p in prompts], dtype=torch.long)
+    pads = torch.tensor([width - len(p) for p in prompts])
+    attention = (torch.arange(width)[None, :] >= pads[:, None]).long()
+    input_ids, attention = input_ids.to(device), attention.to(device)
+    positions = (attention.cumsum(-1) - 1).clamp(min=0)
+    cache = DynamicCache()
+    logits = model(input_ids=input_ids, attention_mask=attention, position_ids=positions,
+                   past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+    return cache, attention, positions[:, -1:], logits
+
+
 class HFGenerator:
     """Batched sampling with any Hugging Face causal LM, written as a plain decode loop.
 
@@ -159,20 +183,8 @@ class HFGenerator:
 
     @torch.inference_mode()
     def _generate_batch(self, prompts, params: SamplingParams, rng) -> list[Generation]:
-        if any(len(p) == 0 for p in prompts):
-            raise ValueError("every prompt needs at least one token")
         device, batch, steps = self.device, len(prompts), params.max_new_tokens
         stop_ids = torch.tensor(params.stop_token_ids or self.stop_token_ids, device=device)
-
-        # Left padding: every prompt ends at the last column, so new tokens line up.
-        width = max(len(p) for p in prompts)
-        # One tensor from one padded list (a tensor per row costs more than the tiny model).
-        input_ids = torch.tensor([[self.pad_id] * (width - len(p)) + list(p) for p in prompts], dtype=torch.long)
-        pads = torch.tensor([width - len(p) for p in prompts])
-        # a step reads columns :width+t+1; a row's padding columns are masked out
-        attention = (torch.arange(width + steps)[None, :] >= pads[:, None]).long()
-        input_ids, attention = input_ids.to(device), attention.to(device)
-        positions = (attention[:, :width].cumsum(-1) - 1).clamp(min=0)
 
         tokens = torch.full((batch, steps), self.pad_id, dtype=torch.long, device=device)
         logprobs = torch.zeros((batch, steps), dtype=torch.float32, device=device)
@@ -183,10 +195,10 @@ class HFGenerator:
 
         was_training = self.model.training
         self.model.eval()
-        cache = DynamicCache()
-        logits = self.model(input_ids=input_ids, attention_mask=attention[:, :width], position_ids=positions,
-                            past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
-        position = positions[:, -1:]
+        cache, attention, position, logits = prefill(self.model, prompts, self.pad_id)
+        # a step reads columns :width+t+1 (the new tokens' columns are never padding)
+        width = attention.shape[1]
+        attention = F.pad(attention, (0, steps), value=1)
         for t in range(steps):
             token = sample_next(logits, params, rng)
             token = torch.where(done, self.pad_id, token)
