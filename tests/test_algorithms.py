@@ -11,17 +11,21 @@ from selfplay.algorithms import (
     drop_zero_advantage,
     grpo_advantages,
     kl_penalty,
+    learnability_reward,
+    lsp_advantages,
     ppo_clip_loss,
+    query_values,
     rae_advantages,
     raw_advantages,
+    rzero_reward,
     trr_plus_plus_advantages,
 )
 from selfplay.rollout.sample import Sample
 
 
-def sample(game, role, episode, reward, **info):
-    return Sample(prompt_ids=[1], response_ids=[2], logprobs=[-1.0], game=game, role=role,
-                  episode_id=episode, reward=reward, info=info)
+def sample(task, role, episode, reward, group=None, tokens=1):
+    return Sample(prompt_ids=[1], response_ids=[2] * tokens, logprobs=[-1.0] * tokens, task=task, role=role,
+                  episode_id=episode, reward=reward, group=group)
 
 
 # ---------------------------------------------------------------- RAE
@@ -75,7 +79,7 @@ def test_raw_advantages_and_dropping_zero_advantages():
     assert [s.reward for s in drop_zero_advantage(batch)] == [1.0, -1.5]
 
 
-# ---------------------------------------------------------------- group-relative (LSP) and TRR++ (AZR)
+# ---------------------------------------------------------------- group-relative (RLVR), LSP and TRR++ (AZR)
 
 def test_grpo_is_reward_minus_group_mean_and_optionally_over_std():
     batch = [sample("q", "solver", 0, r, group=g) for r, g in [(1, "a"), (0, "a"), (0, "a"), (1, "a"), (1, "b")]]
@@ -88,14 +92,103 @@ def test_grpo_is_reward_minus_group_mean_and_optionally_over_std():
     assert [s.advantage for s in grpo_advantages(challenger)] == pytest.approx([1 / 12, 4 / 12, -5 / 12])
 
 
-def test_trr_plus_plus_normalises_within_each_task_and_role():
+def test_grpo_needs_every_sample_to_have_a_group():
+    batch = [sample("q", "solver", 0, 1.0, group="a"), sample("q", "solver", 1, 0.0)]
+    with pytest.raises(ValueError, match=r"sample 1 \(q/solver\) has no Sample.group"):
+        grpo_advantages(batch)
+    assert [s.advantage for s in batch] == [0.0, 0.0]  # a rejected batch changes nothing
+
+
+def test_lsp_advantages_by_hand_two_queries_three_answers():
+    # The solver answers q1 and q2 three times each; the challenger wrote each query once.
+    solver_rewards = {"q1": [1.0, 0.0, 0.5], "q2": [0.0, 0.25, 0.5]}
+    # V(q1) = 1.5 / 3 = 0.5;  V(q2) = 0.75 / 3 = 0.25 (q2 is harder)
+    V = {"q1": 0.5, "q2": 0.25}
+    batch = [sample("chat", "challenger", 0, -V["q1"], group="q1")]
+    batch += [sample("chat", "solver", 0, r, group="q1") for r in solver_rewards["q1"]]
+    batch += [sample("chat", "solver", 1, r, group="q2") for r in solver_rewards["q2"]]
+    batch += [sample("chat", "challenger", 1, -V["q2"], group="q2")]  # r_ch = -V(q)
+    assert query_values(batch) == V
+    out = lsp_advantages(batch)
+    assert out is batch
+    # A_sol = R - V(q): q1: 1 - 0.5, 0 - 0.5, 0.5 - 0.5;  q2: 0 - 0.25, 0.25 - 0.25, 0.5 - 0.25 (no std)
+    assert [s.advantage for s in batch[1:7]] == [0.5, -0.5, 0.0, -0.25, 0.0, 0.25]
+    # A_ch = r_ch - mean(r_ch), mean(r_ch) = (-0.5 - 0.25) / 2 = -0.375:  -0.5 + 0.375, -0.25 + 0.375
+    # = Vbar - V(q) with Vbar = (0.5 + 0.25) / 2 = 0.375:  0.375 - 0.5, 0.375 - 0.25
+    assert (batch[0].advantage, batch[7].advantage) == (-0.125, 0.125)
+
+    # with the quality self-reward the recipe sets r_ch = -V(q) + V_Q(q); V_Q = 5 and 3 (0-7 scale):
+    # r_ch = 4.5 and 2.75, mean 3.625: A_ch = 0.875 and -0.875; the solver's advantages do not change
+    batch[0].reward, batch[7].reward = -0.5 + 5, -0.25 + 3
+    lsp_advantages(batch)
+    assert (batch[0].advantage, batch[7].advantage) == (0.875, -0.875)
+    assert [s.advantage for s in batch[1:7]] == [0.5, -0.5, 0.0, -0.25, 0.0, 0.25]
+
+    # the role names are options; any other role, or a solver answer without its query, is an error
+    renamed = [sample("m", "ask", 0, -1.0, group="q"), sample("m", "answer", 0, 1.0, group="q")]
+    assert [s.advantage for s in lsp_advantages(renamed, solver="answer", challenger="ask")] == [0.0, 0.0]
+    with pytest.raises(ValueError, match=r"takes roles 'solver' and 'challenger', got \['judge'\]"):
+        lsp_advantages(batch + [sample("chat", "judge", 0, 1.0, group="q1")])
+    with pytest.raises(ValueError, match="no Sample.group"):
+        lsp_advantages([sample("chat", "solver", 0, 1.0)])
+
+
+def test_trr_plus_plus_per_sequence_by_hand():
+    # one baseline per (task, role); std Bessel-corrected (n - 1), eps 1e-8
     batch = [sample("deduction", "solve", i, r) for i, r in enumerate([1.0, 0.0, 0.0, 0.0])]
-    batch += [sample("abduction", "propose", 9, 0.5), sample("abduction", "propose", 10, 0.5)]
-    out = trr_plus_plus_advantages(batch, eps=1e-6)
-    # deduction/solve: mean 0.25, population std sqrt(3/16) = 0.4330; abduction/propose: all equal -> 0
-    std = math.sqrt(3 / 16)
-    assert [s.advantage for s in out] == pytest.approx([0.75 / std, -0.25 / std, -0.25 / std, -0.25 / std, 0, 0],
-                                                       rel=1e-5)
+    batch += [sample("deduction", "propose", 4, -1.0), sample("deduction", "propose", 5, 0.5)]
+    batch += [sample("abduction", "propose", 6, 0.5), sample("abduction", "propose", 7, 0.5)]
+    batch += [sample("induction", "solve", 8, 1.0)]
+    out = trr_plus_plus_advantages(batch)
+    assert out is batch
+    # deduction/solve: mean 0.25; var = (0.75^2 + 3 * 0.25^2) / 3 = 0.75 / 3 = 0.25, std 0.5
+    #   A = 0.75 / 0.5 = 1.5 and -0.25 / 0.5 = -0.5
+    # deduction/propose: mean -0.25; var = (0.75^2 + 0.75^2) / 1 = 1.125, std = 3 / (2 sqrt 2)
+    #   A = -+0.75 / std = -+ 1 / sqrt 2
+    # abduction/propose: both 0.5, std 0: A = 0 / (0 + eps) = 0;  induction/solve: n = 1, std 0: A = 0
+    h = 1 / math.sqrt(2)
+    assert [s.advantage for s in out] == pytest.approx([1.5, -0.5, -0.5, -0.5, -h, h, 0, 0, 0], rel=1e-7)
+    assert [s.advantage for s in out[6:]] == [0.0, 0.0, 0.0]
+    # eps is added to the std: with eps = 0.5, deduction/solve's A = 0.75 / (0.5 + 0.5)
+    assert trr_plus_plus_advantages(batch[:4], eps=0.5)[0].advantage == 0.75
+
+
+def test_trr_plus_plus_token_weighted_by_hand():
+    # the authors' code: each response token carries its sequence's reward. Two solves of one
+    # task, reward 1 with 3 tokens and 0 with 1 token: token rewards [1, 1, 1, 0].
+    batch = [sample("deduction", "solve", 0, 1.0, tokens=3), sample("deduction", "solve", 1, 0.0, tokens=1),
+             sample("abduction", "solve", 2, 1.0, tokens=1)]
+    out = trr_plus_plus_advantages(batch, token_weighted=True)
+    # mean = 3/4; var = (3 * 0.25^2 + 0.75^2) / (4 - 1) = 0.75 / 3 = 0.25;  A = (r - 0.75) / sqrt(0.25 + 1e-8)
+    # = 0.25 / 0.5 = 0.5 and -0.75 / 0.5 = -1.5;  abduction/solve: one token, A = 0
+    assert [s.advantage for s in out] == pytest.approx([0.5, -1.5, 0.0], rel=1e-7)
+    assert out[0].advantage == 0.25 / math.sqrt(0.25 + 1e-8)
+    # per sequence the lengths do not count: mean 0.5, var = (0.25 + 0.25) / 1, A = +-0.5 / sqrt(0.5)
+    per_sequence = trr_plus_plus_advantages(batch)
+    assert [s.advantage for s in per_sequence] == pytest.approx([math.sqrt(0.5), -math.sqrt(0.5), 0.0], rel=1e-7)
+
+
+# ---------------------------------------------------------------- challenger rewards
+
+def test_rzero_reward_by_hand():
+    # 1 - 2|p - 1/2|
+    assert rzero_reward(0.5) == 1.0  # the solver's answers split evenly: the most informative query
+    assert rzero_reward(0.0) == 0.0 and rzero_reward(1.0) == 0.0  # 1 - 2 * 0.5
+    assert rzero_reward(0.75) == 0.5 and rzero_reward(0.25) == 0.5  # 1 - 2 * 0.25
+    assert rzero_reward(5 / 8) == 0.75  # 5 of 8 agree: 1 - 2 * 1/8
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+        rzero_reward(1.5)
+
+
+def test_learnability_reward_by_hand():
+    # 1 - s if 0 < s < 1 else 0
+    assert learnability_reward(0.0) == 0.0  # never solved
+    assert learnability_reward(1.0) == 0.0  # always solved
+    assert learnability_reward(0.5) == 0.5
+    assert learnability_reward(1 / 8) == 0.875  # 1 of 8 attempts solved it: 1 - 1/8
+    assert learnability_reward(7 / 8) == 0.125
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+        learnability_reward(-0.1)
 
 
 # ---------------------------------------------------------------- PPO clip loss
@@ -124,6 +217,27 @@ def test_ppo_clip_loss_by_hand_with_both_normalisations():
 
     constant, _ = ppo_clip_loss(new, old, ADVANTAGES, MASK, clip=0.2, norm="constant", norm_constant=10)
     assert constant.item() == pytest.approx(1.1 / (10 * 2))  # Dr. GRPO: sum / (C * batch)
+
+
+def test_sample_weights_scale_each_samples_terms_and_leave_the_denominator():
+    values = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]])
+    weights = torch.tensor([2.0, 0.5])
+    # 2 * (1 + 2 + 3) + 0.5 * (4 + 5) = 12 + 4.5 = 16.5, over 5 tokens or C * batch = 10 * 2
+    assert aggregate(values, mask, "token_mean", weights=weights).item() == pytest.approx(16.5 / 5)
+    assert aggregate(values, mask, "constant", 10, weights=weights).item() == pytest.approx(16.5 / 20)
+    unweighted = aggregate(values, mask, "token_mean")
+    assert torch.equal(aggregate(values, mask, "token_mean", weights=torch.ones(2)), unweighted)
+
+    # the PPO example above: per-token losses -1, -1.2, -0.5 (sample 0) and 2.2, 1.6 (sample 1)
+    # weighted: 2 * -2.7 + 0.5 * 3.8 = -3.5, over 5 tokens; the stats stay unweighted
+    old = torch.full((2, 3), -2.0)
+    new = (old + RATIOS.log()).requires_grad_()
+    loss, stats = ppo_clip_loss(new, old, ADVANTAGES, MASK, clip=0.2, norm="token_mean", weights=weights)
+    assert loss.item() == pytest.approx(-3.5 / 5)
+    assert stats["clip_fraction"] == pytest.approx(2 / 5)
+    loss.backward()  # -w * A * r / 5 where unclipped
+    torch.testing.assert_close(new.grad, torch.tensor([[-0.4, 0.0, -0.2], [0.22, 0.0, 0.0]]))
 
 
 def test_ppo_ratio_is_exactly_one_when_nothing_changed():
@@ -155,6 +269,55 @@ def test_kl_estimators_by_hand():
     assert kl_penalty(logprobs, ref, torch.tensor([[0.0, 1.0]]), "k3").tolist() == [[0.0, 0.0]]
     with pytest.raises(ValueError, match="k1, k2 or k3"):
         kl_penalty(logprobs, ref, mask, "k4")
+    with pytest.raises(ValueError, match="'token' or 'sequence'"):
+        kl_penalty(logprobs, ref, mask, "k3", per="sample")
+
+
+def test_kl_per_sequence_by_hand():
+    # d = log pi - log pi_ref per token; the last token of sample 2 is padding
+    log2 = math.log(2)
+    d = torch.tensor([[log2, log2], [log2, -log2], [log2, 5.0]])
+    mask = torch.tensor([[1.0, 1.0], [1.0, 1.0], [1.0, 0.0]])
+    logprobs = torch.full((3, 2), -1.0)
+    ref = logprobs - d
+    # summed log-ratio D per response: log 2 + log 2 = log 4;  log 2 - log 2 = 0;  log 2 (padding left out)
+    D = [math.log(4), 0.0, log2]
+    assert kl_penalty(logprobs, ref, mask, "k1", per="sequence").tolist() == pytest.approx(D)
+    assert kl_penalty(logprobs, ref, mask, "k2", per="sequence").tolist() == pytest.approx([x**2 / 2 for x in D])
+    # k3 = exp(-D) + D - 1:  1/4 + log 4 - 1,  1 + 0 - 1 = 0,  1/2 + log 2 - 1
+    k3 = kl_penalty(logprobs, ref, mask, "k3", per="sequence")
+    assert k3.tolist() == pytest.approx([0.25 + math.log(4) - 1, 0.0, 0.5 + log2 - 1])
+    # k1 per sequence is k1 per token summed; k3 is not: per token, sample 1 gives
+    # (1/2 + log 2 - 1) + (2 - log 2 - 1) = 1/2, per sequence 0
+    assert kl_penalty(logprobs, ref, mask, "k1").sum(-1).tolist() == pytest.approx(D)
+    assert kl_penalty(logprobs, ref, mask, "k3")[1].sum().item() == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("kind", ["k1", "k2", "k3"])
+def test_sequence_kl_expected_gradients_k1_inert_k2_reverse_k3_forward(kind):
+    """Two-token responses from a factorised policy over {0, 1} x {0, 1}, enumerated exactly:
+    sum_y pi(y) grad kl(y) is 0 for k1 (E[grad log pi] = 0: LSP's literal form does nothing),
+    grad KL(pi || pi_ref) for k2 and grad KL(pi_ref || pi) for k3."""
+    logits = torch.tensor([[0.3, -0.4], [1.0, 0.2]], dtype=torch.float64, requires_grad=True)
+    ref_logits = torch.tensor([[-0.5, 0.5], [0.1, 0.9]], dtype=torch.float64)
+    ys = [(a, b) for a in (0, 1) for b in (0, 1)]
+
+    def token_logprobs(l):  # (4 responses, 2 tokens)
+        logp = torch.log_softmax(l, -1)
+        return torch.stack([torch.stack([logp[0, a], logp[1, b]]) for a, b in ys])
+
+    logprobs, ref = token_logprobs(logits), token_logprobs(ref_logits)
+    pi, pi_ref = logprobs.sum(-1).exp(), ref.sum(-1).exp()
+    kl = kl_penalty(logprobs, ref, torch.ones(4, 2, dtype=torch.float64), kind, per="sequence")
+    (expected_grad,) = torch.autograd.grad((pi.detach() * kl).sum(), logits, retain_graph=True)
+    if kind == "k1":
+        target = torch.zeros_like(logits)
+    elif kind == "k2":
+        (target,) = torch.autograd.grad((pi * (pi.log() - pi_ref.log())).sum(), logits)
+    else:
+        (target,) = torch.autograd.grad((pi_ref * (pi_ref.log() - pi.log())).sum(), logits)
+    assert target.abs().max() > 0.01 or kind == "k1"
+    torch.testing.assert_close(expected_grad, target, atol=1e-12, rtol=1e-9)
 
 
 def test_weight_average_by_hand():

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from selfplay.algorithms import Learner
+from selfplay.algorithms import Learner, LearnerSettings
 from selfplay.models import HFGenerator, SamplingParams, load_model, render_prompt
 from selfplay.rollout.sample import Sample
 
@@ -17,7 +17,7 @@ def make_samples(tokenizer, answers_and_advantages):
     for i, (observation, answer, advantage) in enumerate(answers_and_advantages):
         response = tokenizer(answer, add_special_tokens=False)["input_ids"] + [im_end]
         samples.append(Sample(prompt_ids=render_prompt(tokenizer, observation), response_ids=response,
-                              logprobs=[0.0] * len(response), game="tictactoe", role=str(i % 2),
+                              logprobs=[0.0] * len(response), task="tictactoe", role=str(i % 2),
                               episode_id=i, reward=advantage, advantage=advantage))
     return samples
 
@@ -32,7 +32,7 @@ def sequence_logprob(learner, sample):
 
 def test_positive_advantage_raises_and_negative_lowers_the_responses_logprob():
     model, tokenizer = load_model("tiny", seed=0)
-    learner = Learner(model, lr=1e-3, epochs=2, micro_batch_size=2, loss_norm="token_mean")
+    learner = Learner(model, LearnerSettings(lr=1e-3, epochs=2, micro_batch_size=2, loss_norm="token_mean"))
     samples = make_samples(tokenizer, BATCH)
     before = [sequence_logprob(learner, s) for s in samples[:2]]
     learner.update(samples)
@@ -43,7 +43,8 @@ def test_positive_advantage_raises_and_negative_lowers_the_responses_logprob():
 
 def test_first_epoch_ratio_is_exactly_one_and_matches_hand_computed_loss():
     model, tokenizer = load_model("tiny", seed=0)
-    learner = Learner(model, lr=1e-3, epochs=1, micro_batch_size=2, loss_norm="constant", norm_constant=10)
+    learner = Learner(model, LearnerSettings(lr=1e-3, epochs=1, micro_batch_size=2, loss_norm="constant",
+                                      norm_constant=10))
     samples = make_samples(tokenizer, BATCH)  # responses of 2, 2 and 9 tokens
     stats = learner.update(samples)
     assert stats["approx_kl"] == 0.0 and stats["clip_fraction"] == 0.0
@@ -56,9 +57,9 @@ def test_sampler_logprobs_from_the_hf_generator_agree_with_the_learner():
     model, tokenizer = load_model("tiny", seed=0)
     generations = HFGenerator(model, tokenizer).generate(
         [render_prompt(tokenizer, obs) for obs, _, _ in BATCH], SamplingParams(max_new_tokens=8), seed=0)
-    samples = [Sample(prompt_ids=g.prompt_ids, response_ids=g.response_ids, logprobs=g.logprobs, game="t",
+    samples = [Sample(prompt_ids=g.prompt_ids, response_ids=g.response_ids, logprobs=g.logprobs, task="t",
                       role="0", episode_id=i, reward=1.0, advantage=1.0) for i, g in enumerate(generations)]
-    learner = Learner(model, lr=1e-3, epochs=1, micro_batch_size=2, loss_norm="token_mean",
+    learner = Learner(model, LearnerSettings(lr=1e-3, epochs=1, micro_batch_size=2, loss_norm="token_mean"),
                       use_sampler_logprobs=True)
     stats = learner.update(samples)
     # old = the generator's log-probs (KV-cached, left-padded batch); new = the learner's full
@@ -72,8 +73,8 @@ def test_micro_batches_accumulate_to_the_full_batch_gradient(norm):
     grads = []
     for micro_batch_size in (1, 3):
         model, tokenizer = load_model("tiny", seed=0)
-        learner = Learner(model, lr=0.0, epochs=1, micro_batch_size=micro_batch_size, loss_norm=norm,
-                          norm_constant=16, grad_clip=None)
+        learner = Learner(model, LearnerSettings(lr=0.0, epochs=1, micro_batch_size=micro_batch_size, loss_norm=norm,
+                                                 norm_constant=16, grad_clip=None))
         learner.update(make_samples(tokenizer, BATCH))
         grads.append([p.grad.clone() for p in learner.params])
     for one, full in zip(*grads):
@@ -87,8 +88,9 @@ def test_repeated_sequences_run_once_with_the_same_loss_and_gradient():
     results = []
     for micro_batch_size in (6, 1):
         model, tokenizer = load_model("tiny", seed=0)
-        learner = Learner(model, lr=0.0, epochs=1, micro_batch_size=micro_batch_size, loss_norm="constant",
-                          norm_constant=16, grad_clip=None, entropy_coef=0.1)
+        learner = Learner(model, LearnerSettings(lr=0.0, epochs=1, micro_batch_size=micro_batch_size,
+                                                 loss_norm="constant", norm_constant=16, grad_clip=None,
+                                                 entropy_coef=0.1))
         samples = make_samples(tokenizer, batch)
         if micro_batch_size == 6:
             assert learner.collate(samples)["input_ids"].shape[0] == 3  # 6 samples, 3 distinct sequences
@@ -101,10 +103,109 @@ def test_repeated_sequences_run_once_with_the_same_loss_and_gradient():
         torch.testing.assert_close(a, b, atol=1e-7, rtol=1e-5)
 
 
+def _gradient(samples, norm, norm_constant):
+    """The gradient of one update (lr 0) with all three terms on: PPO, KL (k1: its gradient
+    is not zero even where pi = pi_ref) and entropy."""
+    model, _ = load_model("tiny", seed=0)
+    learner = Learner(model, LearnerSettings(lr=0.0, epochs=1, micro_batch_size=8, loss_norm=norm,
+                                             norm_constant=norm_constant, grad_clip=None, kl_coef=0.1,
+                                             kl_estimator="k1", entropy_coef=0.1), ref_model=copy.deepcopy(model))
+    learner.update(samples)
+    return [p.grad.clone() for p in learner.params]
+
+
+@pytest.mark.parametrize("norm", ["constant", "token_mean"])
+def test_sample_weight_two_is_the_sample_twice_and_weight_zero_is_the_sample_left_out(norm):
+    """Weights scale a sample's terms and leave the denominators alone. BATCH: 3 samples of
+    2, 2 and 9 tokens (13 in all); S_i = sample i's summed token terms.
+
+    constant, sum / (C * batch):
+      weight 2 on sample 0: (2 S0 + S1 + S2) / (3 C); sample 0 twice: (2 S0 + S1 + S2) / (4 C'),
+        equal when 3 C = 4 C': C = 16, C' = 12
+      weight 0 on sample 2: (S0 + S1) / (3 C); sample 2 left out: (S0 + S1) / (2 C'): C = 8, C' = 12
+    token_mean, sum / tokens (C unused):
+      weight 2: (2 S0 + S1 + S2) / 13; twice: / 15, so grad(twice) = 13/15 grad(weight 2)
+      weight 0: (S0 + S1) / 13; left out: / 4, so grad(left out) = 13/4 grad(weight 0)
+    """
+    tokenizer = load_model("tiny")[1]
+
+    def batch(rows, weights=None):
+        samples = make_samples(tokenizer, rows)
+        for s, w in zip(samples, weights or [1.0] * len(rows)):
+            s.weight = w
+        return samples
+
+    constant = norm == "constant"
+    pairs = [(_gradient(batch(BATCH, [2.0, 1.0, 1.0]), norm, 16), _gradient(batch(BATCH + [BATCH[0]]), norm, 12),
+              1.0 if constant else 13 / 15),
+             (_gradient(batch(BATCH, [1.0, 1.0, 0.0]), norm, 8), _gradient(batch(BATCH[:2]), norm, 12),
+              1.0 if constant else 13 / 4)]
+    for weighted, plain, scale in pairs:
+        assert any(g.abs().max() > 0.1 for g in plain)
+        # float32 rounding: the batches differ in shape; gradients reach about 1
+        for w, g in zip(weighted, plain):
+            torch.testing.assert_close(w * scale, g, atol=2e-6, rtol=1e-5)
+
+
+def test_unit_weights_skip_the_multiplication_and_bad_weights_are_errors():
+    model, tokenizer = load_model("tiny", seed=0)
+    learner = Learner(model, LearnerSettings(norm_constant=16))
+    samples = make_samples(tokenizer, BATCH)
+    assert "weights" not in learner.collate(samples)  # all 1: the unweighted sums, bit for bit
+    samples[1].weight = 0.5
+    assert learner.collate(samples)["weights"].tolist() == [1.0, 0.5, 1.0]
+    samples[1].weight = -1.0
+    with pytest.raises(ValueError, match=r"Sample.weight must be finite and >= 0; got .*\(1, -1.0\)"):
+        learner.update(samples)
+
+
+def test_kl_estimator_and_per_sequence():
+    """k1 per sequence is k1 per token summed over the response, and is reduced as that sum is:
+    the same loss and gradient (the stat is per response, not per token). k3 is not additive."""
+    results = {}
+    for estimator, per in [("k1", "token"), ("k1", "sequence"), ("k3", "token"), ("k3", "sequence")]:
+        model, tokenizer = load_model("tiny", seed=0)
+        reference = copy.deepcopy(model)
+        torch.manual_seed(0)
+        with torch.no_grad():
+            for p in reference.parameters():
+                p.add_(0.2 * torch.randn_like(p))
+        learner = Learner(model, LearnerSettings(lr=0.0, epochs=1, micro_batch_size=2, loss_norm="constant",
+                                                 norm_constant=16, grad_clip=None, kl_coef=1.0,
+                                                 kl_estimator=estimator, kl_per=per), ref_model=reference)
+        stats = learner.update(make_samples(tokenizer, BATCH))
+        results[estimator, per] = stats, [p.grad.clone() for p in learner.params]
+    (token, token_grads), (sequence, sequence_grads) = results["k1", "token"], results["k1", "sequence"]
+    assert abs(token["kl"]) > 1e-3 and results["k3", "token"][0]["kl"] > 1e-3
+    assert sequence["loss"] == pytest.approx(token["loss"], rel=1e-5)
+    for a, b in zip(token_grads, sequence_grads):
+        torch.testing.assert_close(a, b, atol=1e-7, rtol=1e-5)
+    assert sequence["kl"] * 3 == pytest.approx(token["kl"] * 13, rel=1e-5)  # per response (3) vs per token (13)
+    assert results["k3", "sequence"][0]["kl"] * 3 != pytest.approx(results["k3", "token"][0]["kl"] * 13, rel=1e-3)
+    with pytest.raises(ValueError, match="kl_estimator must be one of"):
+        Learner(model, LearnerSettings(norm_constant=1, kl_estimator="k4"))
+    with pytest.raises(ValueError, match="kl_per must be one of"):
+        Learner(model, LearnerSettings(norm_constant=1, kl_per="response"))
+
+
+def test_the_configs_optim_section_is_a_settings_object():
+    import dataclasses
+
+    from selfplay.config import OptimConfig
+
+    names = [f.name for f in dataclasses.fields(LearnerSettings)]
+    assert {name: getattr(OptimConfig(), name) for name in names} == dataclasses.asdict(LearnerSettings())
+    model, _ = load_model("tiny", seed=0)
+    learner = Learner(model, OptimConfig(lr=1e-3, kl_per="sequence"), norm_constant=16)
+    assert (learner.norm_constant, learner.kl_per, learner.optimizer.param_groups[0]["lr"]) == (16, "sequence", 1e-3)
+    # optim.norm_constant, when set, is used over the keyword (the trainer's max generation length)
+    assert Learner(model, LearnerSettings(norm_constant=5), norm_constant=16).norm_constant == 5
+
+
 def test_update_is_deterministic_and_resumes_exactly_from_saved_state():
     def fresh():
         model, tokenizer = load_model("tiny", seed=0)
-        return Learner(model, lr=1e-3, epochs=2, micro_batch_size=2, loss_norm="token_mean"), tokenizer
+        return Learner(model, LearnerSettings(lr=1e-3, epochs=2, micro_batch_size=2, loss_norm="token_mean")), tokenizer
 
     first_batch = BATCH
     second_batch = [("o.x......", "0", 1.0), ("xoxoxo...", "6", -1.0)]
@@ -129,19 +230,20 @@ def test_update_is_deterministic_and_resumes_exactly_from_saved_state():
 def test_kl_to_a_frozen_reference_starts_at_zero_and_grows():
     model, tokenizer = load_model("tiny", seed=0)
     reference = copy.deepcopy(model)
-    learner = Learner(model, lr=1e-2, epochs=1, micro_batch_size=4, loss_norm="token_mean",
-                      kl_coef=0.1, ref_model=reference)
+    learner = Learner(model, LearnerSettings(lr=1e-2, epochs=1, micro_batch_size=4, loss_norm="token_mean",
+                                             kl_coef=0.1), ref_model=reference)
     samples = make_samples(tokenizer, BATCH)
     assert learner.update(samples)["kl"] == 0.0
     assert learner.update(samples)["kl"] > 0.0
     assert all(not p.requires_grad for p in reference.parameters())
     with pytest.raises(ValueError, match="ref_model"):
-        Learner(model, kl_coef=0.1, loss_norm="token_mean")
+        Learner(model, LearnerSettings(kl_coef=0.1, loss_norm="token_mean"))
 
 
 def test_entropy_bonus_alone_raises_entropy():
     model, tokenizer = load_model("tiny", seed=0)
-    learner = Learner(model, lr=1e-3, epochs=1, micro_batch_size=4, loss_norm="token_mean", entropy_coef=1.0)
+    learner = Learner(model, LearnerSettings(lr=1e-3, epochs=1, micro_batch_size=4, loss_norm="token_mean",
+                                             entropy_coef=1.0))
     samples = make_samples(tokenizer, [(obs, ans, 0.0) for obs, ans, _ in BATCH])  # A = 0: only the bonus acts
     first = learner.update(samples)["entropy"]
     assert learner.update(samples)["entropy"] > first
@@ -150,7 +252,7 @@ def test_entropy_bonus_alone_raises_entropy():
 def test_learner_rejects_constant_norm_without_constant():
     model, _ = load_model("tiny", seed=0)
     with pytest.raises(ValueError, match="norm_constant"):
-        Learner(model, loss_norm="constant")
+        Learner(model, LearnerSettings(loss_norm="constant"))
 
 
 def _move_sample(tokenizer, game, move, advantage=0.0):
@@ -159,7 +261,7 @@ def _move_sample(tokenizer, game, move, advantage=0.0):
     legal = [tokenizer(game.format_action(a), add_special_tokens=False)["input_ids"][0] for a in game.legal_actions()]
     response = tokenizer(move, add_special_tokens=False)["input_ids"]
     return Sample(prompt_ids=GamePrompter(tokenizer).ids(game), response_ids=response, logprobs=[0.0],
-                  game="tictactoe", role="0", episode_id=0, reward=advantage, advantage=advantage,
+                  task="tictactoe", role="0", episode_id=0, reward=advantage, advantage=advantage,
                   legal_token_ids=legal)
 
 
@@ -180,8 +282,8 @@ def test_legal_move_entropy_by_hand_and_it_keeps_mass_on_legal_moves():
     legal = torch.tensor(sample.legal_token_ids)
     q = probs[legal] / probs[legal].sum()
     by_hand = -(q * q.log()).sum().item()
-    learner = Learner(model, lr=0.0, epochs=1, micro_batch_size=4, norm_constant=1, entropy_coef=0.1,
-                      entropy_over="legal_moves")
+    learner = Learner(model, LearnerSettings(lr=0.0, epochs=1, micro_batch_size=4, norm_constant=1,
+                                             entropy_coef=0.1, entropy_over="legal_moves"))
     assert learner.update([sample])["entropy"] == pytest.approx(by_hand, rel=1e-5)
 
     # A model that mostly plays legal moves (as a trained one does); then entropy alone
@@ -198,8 +300,8 @@ def test_legal_move_entropy_by_hand_and_it_keeps_mass_on_legal_moves():
     outcome = {}
     for over in ("legal_moves", "vocab"):
         model.load_state_dict(trained)
-        learner = Learner(model, lr=1e-2, epochs=1, micro_batch_size=4, norm_constant=1, entropy_coef=1.0,
-                          entropy_over=over)
+        learner = Learner(model, LearnerSettings(lr=1e-2, epochs=1, micro_batch_size=4, norm_constant=1,
+                                                 entropy_coef=1.0, entropy_over=over))
         before = _next_token_probs(model, sample)
         for _ in range(20):
             learner.update([sample])
@@ -214,7 +316,7 @@ def test_legal_move_entropy_by_hand_and_it_keeps_mass_on_legal_moves():
 
 def test_legal_move_entropy_needs_the_legal_moves():
     model, tokenizer = load_model("tiny", seed=0)
-    learner = Learner(model, lr=0.0, norm_constant=1, entropy_coef=0.1, entropy_over="legal_moves")
+    learner = Learner(model, LearnerSettings(lr=0.0, norm_constant=1, entropy_coef=0.1, entropy_over="legal_moves"))
     sample = make_samples(tokenizer, BATCH[:1])[0]
     with pytest.raises(ValueError, match="legal_token_ids"):
         learner.update([sample])
@@ -226,10 +328,10 @@ def test_fp32_master_weights_keep_the_small_updates_that_bf16_weights_round_away
     autocast) move by 1e-6 each. bf16 keeps 8 significant bits: weights with |w| > 2^-11
     are spaced >= 2^-18 = 3.8e-6 apart, so a 1e-6 step rounds back to the same weight."""
     samples = make_samples(load_model("tiny")[1], BATCH)
-    kwargs = dict(lr=1e-6, epochs=1, micro_batch_size=3, loss_norm="token_mean", grad_clip=None)
+    settings = LearnerSettings(lr=1e-6, epochs=1, micro_batch_size=3, loss_norm="token_mean", grad_clip=None)
 
     master, _ = load_model("tiny", seed=0)  # fp32 on the CPU
-    learner = Learner(master, autocast_dtype=torch.bfloat16, **kwargs)
+    learner = Learner(master, settings, autocast_dtype=torch.bfloat16)
     before = [p.detach().clone() for p in learner.params]
     learner.update(samples)
     for p, old in zip(learner.params, before):
@@ -240,7 +342,7 @@ def test_fp32_master_weights_keep_the_small_updates_that_bf16_weights_round_away
         torch.testing.assert_close(moved, -1e-6 * p.grad[live].sign(), atol=7e-8, rtol=0)
 
     pure, _ = load_model("tiny", seed=0, dtype="bfloat16")
-    learner = Learner(pure, **kwargs)
+    learner = Learner(pure, settings)
     before = [p.detach().clone() for p in learner.params]
     learner.update(samples)
     large = [(p.detach() - old)[old.abs() > 2 ** -11] for p, old in zip(learner.params, before)]
@@ -253,8 +355,8 @@ def test_gradient_checkpointing_recomputes_layers_and_gives_the_same_update():
     results = []
     for checkpointing in (False, True):
         model, _ = load_model("tiny", seed=0)
-        learner = Learner(model, lr=1e-3, epochs=2, micro_batch_size=2, loss_norm="token_mean",
-                          gradient_checkpointing=checkpointing)
+        learner = Learner(model, LearnerSettings(lr=1e-3, epochs=2, micro_batch_size=2, loss_norm="token_mean",
+                                                 gradient_checkpointing=checkpointing))
         calls = []  # the attention module runs again in the backward pass when its layer is checkpointed
         model.model.layers[0].self_attn.register_forward_hook(lambda *_: calls.append(torch.is_grad_enabled()))
         stats = learner.update(samples)

@@ -5,10 +5,17 @@ One `update(samples)`, for each of `epochs` epochs (SPIRAL: 2):
     logp      = log pi_theta(response token | prompt, earlier tokens)     response tokens only
     old_logp  = logp of epoch 0, before any step (so epoch 0 has ratio exactly 1)
     loss      = PPO-clip(logp, old_logp, A) + kl_coef * KL(pi_theta || pi_ref) - entropy_coef * H
+    KL        = kl_estimator (k1, k2, k3; see losses.kl_penalty) at each response token, or
+                (kl_per="sequence") of each response's summed log-ratio, counted as the sum of
+                its token terms so that kl_coef weighs it against the policy loss the same way
     H         = entropy of the next-token distribution at each response token (`vocab`), or,
                 with one-token moves, of the policy over the legal moves only (`legal_moves`:
                 the softmax of the logits restricted to the legal moves' tokens)
     one AdamW step on the whole batch, gradient norm clipped to grad_clip
+
+Each sample's terms (policy loss, KL, entropy) are multiplied by its `Sample.weight`; the
+normalisation's denominators do not change (see losses.aggregate). When every weight is 1
+no multiplication happens at all.
 
 The batch is cut into micro-batches of `micro_batch_size` samples; each micro-batch's
 loss is weighted by its share of the batch (its tokens for `token_mean`, its samples
@@ -28,9 +35,16 @@ mean |sampler - learner| log-prob on epoch 0, a check that the two agree.
 Precision and memory: `autocast_dtype` (e.g. bf16) runs the forward passes under autocast
 while the optimizer updates the model's own (fp32) weights; `gradient_checkpointing`
 recomputes each decoder layer's activations in the backward pass instead of keeping them.
+
+Settings: `optim` is the config's `optim` section (`selfplay.config.OptimConfig`), or any
+object with its attribute names, such as `LearnerSettings`.
 """
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -38,37 +52,62 @@ from selfplay.algorithms.losses import NORMS, aggregate, kl_penalty, ppo_clip_lo
 from selfplay.models.generation import token_logprobs
 from selfplay.rollout.sample import Sample
 
+if TYPE_CHECKING:  # selfplay.config imports the recipes, which import this package
+    from selfplay.config import OptimConfig
+
+KL_ESTIMATORS = ("k1", "k2", "k3")
+KL_PER = ("token", "sequence")
+
+
+@dataclass(frozen=True)
+class LearnerSettings:
+    """The learner's settings under the names of the config's `optim` section (for tests and scripts)."""
+
+    lr: float = 1e-6
+    betas: tuple[float, float] = (0.9, 0.95)
+    weight_decay: float = 0.0
+    grad_clip: float | None = 1.0  # None: no clipping
+    epochs: int = 2
+    micro_batch_size: int = 32
+    clip: float = 0.2
+    loss_norm: str = "constant"
+    norm_constant: float | None = None  # None: the Learner's `norm_constant` keyword
+    kl_coef: float = 0.0
+    kl_estimator: str = "k3"
+    kl_per: str = "token"
+    entropy_coef: float = 0.0
+    entropy_over: str = "vocab"
+    gradient_checkpointing: bool = False
+
 
 class Learner:
     def __init__(
         self,
         model,
+        optim: OptimConfig | LearnerSettings,
         *,
-        lr: float = 1e-6,
-        betas: tuple[float, float] = (0.9, 0.95),
-        weight_decay: float = 0.0,
-        grad_clip: float | None = 1.0,
-        epochs: int = 2,
-        micro_batch_size: int = 8,
-        loss_norm: str = "constant",
-        norm_constant: float | None = None,
-        clip: float = 0.2,
-        kl_coef: float = 0.0,
-        kl_kind: str = "k3",
         ref_model=None,
-        entropy_coef: float = 0.0,
-        entropy_over: str = "vocab",
+        norm_constant: float | None = None,
+        autocast_dtype: torch.dtype | None = None,
         use_sampler_logprobs: bool = False,
         pad_token_id: int = 0,
-        autocast_dtype: torch.dtype | None = None,
-        gradient_checkpointing: bool = False,
     ):
+        """`norm_constant` is C for `loss_norm='constant'` when `optim.norm_constant` is None
+        (the trainer passes the maximum generation length)."""
+        loss_norm, epochs, micro_batch_size = optim.loss_norm, optim.epochs, optim.micro_batch_size
+        kl_coef, entropy_over = optim.kl_coef, optim.entropy_over
+        if optim.norm_constant is not None:
+            norm_constant = optim.norm_constant
         if loss_norm not in NORMS:
             raise ValueError(f"loss_norm must be one of {NORMS}, got {loss_norm!r}")
         if loss_norm == "constant" and not norm_constant:
             raise ValueError("loss_norm='constant' needs norm_constant (SPIRAL: the max generated tokens)")
         if kl_coef > 0 and ref_model is None:
             raise ValueError("kl_coef > 0 needs a ref_model (a frozen copy of the initial policy)")
+        if optim.kl_estimator not in KL_ESTIMATORS:
+            raise ValueError(f"kl_estimator must be one of {KL_ESTIMATORS}, got {optim.kl_estimator!r}")
+        if optim.kl_per not in KL_PER:
+            raise ValueError(f"kl_per must be one of {KL_PER}, got {optim.kl_per!r}")
         if entropy_over not in ("vocab", "legal_moves"):
             raise ValueError(f"entropy_over must be 'vocab' or 'legal_moves', got {entropy_over!r}")
         if epochs < 1 or micro_batch_size < 1:
@@ -77,10 +116,10 @@ class Learner:
         self.ref_model = ref_model
         if ref_model is not None:
             ref_model.eval().requires_grad_(False)
-        self.grad_clip, self.epochs, self.micro_batch_size = grad_clip, epochs, micro_batch_size
-        self.loss_norm, self.norm_constant, self.clip = loss_norm, norm_constant, clip
-        self.kl_coef, self.kl_kind, self.entropy_coef = kl_coef, kl_kind, entropy_coef
-        self.entropy_over = entropy_over
+        self.grad_clip, self.epochs, self.micro_batch_size = optim.grad_clip, epochs, micro_batch_size
+        self.loss_norm, self.norm_constant, self.clip = loss_norm, norm_constant, optim.clip
+        self.kl_coef, self.kl_estimator, self.kl_per = kl_coef, optim.kl_estimator, optim.kl_per
+        self.entropy_coef, self.entropy_over = optim.entropy_coef, entropy_over
         self.use_sampler_logprobs = use_sampler_logprobs
         self.pad_token_id = pad_token_id
         # Mixed precision: fp32 weights, forward passes in autocast_dtype (e.g. bf16).
@@ -88,7 +127,7 @@ class Learner:
         # Activation checkpointing: each decoder layer keeps only its input and recomputes the
         # rest in the backward pass (a 4B model on 4 x 4k-token sequences needs it to fit).
         self.checkpointed_layers = []
-        if gradient_checkpointing:
+        if optim.gradient_checkpointing:
             kwargs = {"use_reentrant": False}
             if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5
                 model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
@@ -96,7 +135,8 @@ class Learner:
                 model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
             self.checkpointed_layers = [m for m in model.modules() if getattr(m, "gradient_checkpointing", False) is True]
         self.params = [p for p in model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(self.params, lr=lr, betas=betas, weight_decay=weight_decay)
+        self.optimizer = torch.optim.AdamW(self.params, lr=optim.lr, betas=tuple(optim.betas),
+                                           weight_decay=optim.weight_decay)
 
     @property
     def needs_legal_token_ids(self) -> bool:
@@ -134,6 +174,12 @@ class Learner:
                 sampler_logprobs[i, :n] = torch.tensor(s.logprobs)
             elif self.use_sampler_logprobs:
                 raise ValueError(f"sample {i} has {len(s.logprobs)} logprobs for {n} response tokens")
+        weights = [s.weight for s in samples]
+        if any(w != 1.0 for w in weights):  # else no weights: the unweighted sums, bit for bit
+            bad = [(i, w) for i, w in enumerate(weights) if not (math.isfinite(w) and w >= 0)]
+            if bad:
+                raise ValueError(f"Sample.weight must be finite and >= 0; got (sample, weight) {bad}")
+            extra["weights"] = torch.tensor(weights, dtype=torch.float32)
         if self.needs_legal_token_ids:
             # per distinct row: which tokens are legal moves (the same prompt, the same moves)
             vocab = self.model.get_output_embeddings().weight.shape[0]
@@ -214,15 +260,22 @@ class Learner:
                     totals["sampler_logprob_gap"] = totals.get("sampler_logprob_gap", 0.0) + gap / total_tokens
                     if old_logprobs[k] is None:
                         old_logprobs[k] = logprobs.detach()
+                weights = batch.get("weights")
                 pg_loss, stats = ppo_clip_loss(logprobs, old_logprobs[k], batch["advantages"], mask,
-                                               self.clip, self.loss_norm, self.norm_constant)
+                                               self.clip, self.loss_norm, self.norm_constant, weights)
                 loss = pg_loss
                 if self.kl_coef > 0:
-                    kl = kl_penalty(logprobs, ref_logprobs[k], mask, self.kl_kind)
-                    loss = loss + self.kl_coef * aggregate(kl, mask, self.loss_norm, self.norm_constant)
-                    add("kl", kl.sum().item() / total_tokens, 1.0)  # stat: mean per token
+                    kl = kl_penalty(logprobs, ref_logprobs[k], mask, self.kl_estimator, self.kl_per)
+                    if self.kl_per == "sequence":
+                        add("kl", kl.sum().item() / len(samples), 1.0)  # stat: mean per response
+                        # on the response's first token: reduced as the sum of its token terms is
+                        kl = torch.cat([kl[:, None], torch.zeros_like(mask[:, 1:])], dim=1)
+                    else:
+                        add("kl", kl.sum().item() / total_tokens, 1.0)  # stat: mean per token
+                    loss = loss + self.kl_coef * aggregate(kl, mask, self.loss_norm, self.norm_constant, weights)
                 if self.entropy_coef > 0:
-                    loss = loss - self.entropy_coef * aggregate(entropy, mask, self.loss_norm, self.norm_constant)
+                    loss = loss - self.entropy_coef * aggregate(entropy, mask, self.loss_norm, self.norm_constant,
+                                                                weights)
                     add("entropy", (entropy * mask).sum().item() / total_tokens, 1.0)
                 (loss * share[k]).backward()  # shares sum to 1: the full-batch gradient
                 add("loss", loss.item(), share[k])

@@ -6,11 +6,13 @@ PPO clipped surrogate, per token t of sample i, with ratio r = exp(logp - old_lo
 
 reduced over the batch by `aggregate`:
 
-    token_mean:  sum_it loss_it * mask_it / sum_it mask_it
-    constant:    sum_it loss_it * mask_it / (C * batch)     Dr. GRPO, SPIRAL's choice (C = max generation length)
+    token_mean:  sum_it w_i * loss_it * mask_it / sum_it mask_it
+    constant:    sum_it w_i * loss_it * mask_it / (C * batch)     Dr. GRPO, SPIRAL's choice (C = max generation length)
 
 "constant" makes every token weigh the same no matter how long its response is, so
-long responses are not favoured or penalised by the normalisation itself.
+long responses are not favoured or penalised by the normalisation itself. w_i is the
+sample's weight in the loss (`Sample.weight`; 1 when no weights are given); it scales
+the sample's terms and leaves the denominators alone.
 """
 
 from __future__ import annotations
@@ -20,9 +22,13 @@ import torch
 NORMS = ("constant", "token_mean")
 
 
-def aggregate(values: torch.Tensor, mask: torch.Tensor, norm: str = "constant", norm_constant: float | None = None):
-    """Reduce per-token values to a scalar: `token_mean`, or sum / (norm_constant * batch size)."""
-    total = (values * mask).sum()
+def aggregate(values: torch.Tensor, mask: torch.Tensor, norm: str = "constant", norm_constant: float | None = None,
+              weights: torch.Tensor | None = None):
+    """Reduce per-token values to a scalar: `token_mean`, or sum / (norm_constant * batch size).
+
+    `weights` (batch,) multiplies each sample's values; the denominator does not change.
+    """
+    total = (values * mask).sum() if weights is None else (values * mask * weights[:, None]).sum()
     if norm == "token_mean":
         return total / mask.sum().clamp(min=1)
     if norm == "constant":
@@ -40,8 +46,10 @@ def ppo_clip_loss(
     clip: float = 0.2,
     norm: str = "constant",
     norm_constant: float | None = None,
+    weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """PPO clipped surrogate. `advantages` is per sample (batch,) or per token (batch, tokens).
+    """PPO clipped surrogate. `advantages` is per sample (batch,) or per token (batch, tokens);
+    `weights` (batch,) are the samples' weights in the loss (see `aggregate`).
 
     Returns the loss and stats over response tokens: `clip_fraction` (share of tokens
     whose clipped term is the one in force, i.e. gets no gradient) and `approx_kl`
@@ -54,7 +62,7 @@ def ppo_clip_loss(
     ratio = torch.exp(log_ratio)
     unclipped = -advantages * ratio
     clipped = -advantages * torch.clamp(ratio, 1 - clip, 1 + clip)
-    loss = aggregate(torch.maximum(unclipped, clipped), mask, norm, norm_constant)
+    loss = aggregate(torch.maximum(unclipped, clipped), mask, norm, norm_constant, weights)
     with torch.no_grad():
         tokens = mask.sum().clamp(min=1)
         stats = {
@@ -65,16 +73,26 @@ def ppo_clip_loss(
     return loss, stats
 
 
-def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, mask: torch.Tensor, kind: str = "k3") -> torch.Tensor:
-    """Per-token estimate of KL(pi_theta || pi_ref) on sampled tokens (zero off the mask).
+def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, mask: torch.Tensor, kind: str = "k3",
+               per: str = "token") -> torch.Tensor:
+    """Estimate of KL(pi_theta || pi_ref) from sampled tokens, with d = log pi - log pi_ref:
 
-        k1 = log pi - log pi_ref                         unbiased, can be negative
-        k2 = (log pi - log pi_ref)^2 / 2
-        k3 = pi_ref / pi - log(pi_ref / pi) - 1          unbiased, always >= 0 (GRPO's choice)
+        k1 = d                      unbiased, can be negative
+        k2 = d^2 / 2
+        k3 = exp(-d) + d - 1        = pi_ref / pi - log(pi_ref / pi) - 1: unbiased, always >= 0 (GRPO's choice)
 
-    Reduce it with `aggregate` like the policy loss and add `beta *` it to the loss.
+    per="token": at every response token, (batch, tokens), zero off the mask; reduce it with
+    `aggregate` like the policy loss and add `beta *` it to the loss. per="sequence": the
+    estimator of each response's summed log-ratio d_i = sum_t d_it, one value per sample,
+    (batch,). Differentiated in the loss (on-policy), per sequence: k1's expected gradient is
+    E[grad log pi(y)] = 0, so LSP's literal form (the sequence log-ratio in the loss) is
+    offered but inert; k2's is grad KL(pi || pi_ref); k3's is grad KL(pi_ref || pi).
     """
+    if per not in ("token", "sequence"):
+        raise ValueError(f"kl per must be 'token' or 'sequence', got {per!r}")
     diff = logprobs - ref_logprobs
+    if per == "sequence":
+        diff = diff.masked_fill(mask == 0, 0.0).sum(-1)
     if kind == "k1":
         kl = diff
     elif kind == "k2":
@@ -83,4 +101,4 @@ def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, mask: torch.T
         kl = torch.exp(-diff) + diff - 1
     else:
         raise ValueError(f"kl kind must be k1, k2 or k3, got {kind!r}")
-    return kl * mask.to(kl.dtype)
+    return kl if per == "sequence" else kl * mask.to(kl.dtype)

@@ -12,11 +12,13 @@ class Sample:
     prompt_ids: list[int]
     response_ids: list[int]
     logprobs: list[float]  # log-probs of response_ids under the policy that sampled them
-    game: str  # game or task name, e.g. "tictactoe"; advantages are kept per (game, role)
-    role: str  # seat ("0", "1") or role name ("challenger", "solver", "propose_deduction")
-    episode_id: int
-    reward: float  # for SPIRAL: the player's final return of the episode (gamma = 1)
+    task: str  # game or task type, e.g. "tictactoe", "deduction"; baselines are kept per (task, role)
+    role: str  # seat ("0", "1") or role name ("challenger", "solver", "propose")
+    episode_id: int  # the episode (game, query, task) it belongs to; RAE orders episodes by it
+    reward: float  # SPIRAL: the player's final return (gamma = 1); LSP/AZR/RLVR: the response's reward
     advantage: float = 0.0  # filled by an estimator in selfplay.algorithms.advantages
+    group: str | None = None  # what the response answers (a prompt or query): group-relative baselines
+    weight: float = 1.0  # the sample's weight in the loss (e.g. LSP's alpha_ch on challenger samples)
     truncated: bool = False  # hit the generation limit before EOS
     # token ids of the legal moves, when asked for and every move is one token (the
     # learner's legal-move entropy bonus needs them)
