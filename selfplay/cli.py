@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+import warnings
 
 # subcommand -> module with `add_arguments(parser)` and `run(args) -> int`
 COMMANDS = {
@@ -20,8 +22,29 @@ COMMANDS = {
 }
 
 
+# Libraries whose deprecation notices speak to their callers' authors, not to a user of `selfplay`.
+NOISY_MODULES = r"(torch|transformers|huggingface_hub|safetensors|accelerate)(\.|$)"
+
+
+def quiet_libraries() -> None:
+    """Silence library output a user cannot act on, before any subcommand imports torch or
+    transformers: their FutureWarning / DeprecationWarning notices, transformers' log lines
+    below ERROR and advisory warnings, and the per-load "Loading weights" / "Writing model
+    shards" bars (transformers reads huggingface_hub's switch at import). Set with
+    setdefault, so e.g. `HF_HUB_DISABLE_PROGRESS_BARS=0 selfplay ...` brings the bars back
+    (hub download bars share that switch); `-W` / PYTHONWARNINGS keep the warnings as asked.
+    """
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if not sys.warnoptions:  # the user chose no warning filters of their own
+        for category in (FutureWarning, DeprecationWarning):
+            warnings.filterwarnings("ignore", category=category, module=NOISY_MODULES)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    quiet_libraries()
     parser = argparse.ArgumentParser(prog="selfplay", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     # Only import the module of the command being run, so `selfplay eval` never loads torch.
@@ -34,7 +57,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    return int(importlib.import_module(COMMANDS[args.command][0]).run(args) or 0)
+    from selfplay.checkpoints import CheckpointError  # light: no torch
+
+    try:
+        return int(importlib.import_module(COMMANDS[args.command][0]).run(args) or 0)
+    except CheckpointError as err:  # a full disk is the user's to fix: one line says how, no traceback
+        print(f"error: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
