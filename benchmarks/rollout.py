@@ -35,32 +35,36 @@ from dataclasses import replace
 import torch
 
 from selfplay.config import load_config
-from selfplay.rollout.scheduler import GameChoice, RolloutScheduler
+from selfplay.recipes.spiral import SpiralRecipe
 from selfplay.trainer import Trainer
 from selfplay.trainer_cli import resolve_preset
 
 
-def collect_rate(trainer: Trainer, games: list[GameChoice], lockstep: bool, batch: int, samples: int, seed: int,
+def collect_rate(trainer: Trainer, recipe_cfg, lockstep: bool, batch: int, samples: int, seed: int,
                  sampling=None, scheduling: str = "round"):
-    sched = RolloutScheduler(games, trainer.cfg.style, trainer.generator, trainer.prompter,
-                             sampling or trainer.sampling, batch, seed=seed, lockstep=lockstep, scheduling=scheduling)
+    """Collect with a fresh SPIRAL recipe on the trained policy (its own seed, `batch` games in flight)."""
+    context = replace(trainer.recipe.context, seed=seed, sampling=sampling or trainer.recipe.context.sampling)
+    recipe = SpiralRecipe(recipe_cfg.model_copy(update={"parallel_games": batch, "scheduling": scheduling}),
+                          trainer.policy, context)
+    sched, batcher = recipe.scheduler, recipe.scheduler.batcher
+    sched.lockstep = lockstep
     sched.collect(batch)  # warm caches
-    calls0, tokens0, rounds0 = sched.generate_calls, sched.generated_tokens, sched.rounds
+    calls0, tokens0, rounds0 = batcher.calls, batcher.generated_tokens, sched.rounds
     forwards = []
-    hook = trainer.generator.model.register_forward_hook(lambda *_: forwards.append(1))
+    hook = trainer.policy.generator.model.register_forward_hook(lambda *_: forwards.append(1))
     start = time.perf_counter()
     got, _ = sched.collect(samples)
     seconds = time.perf_counter() - start
     hook.remove()
-    calls, rounds = sched.generate_calls - calls0, sched.rounds - rounds0
-    return {"samples_per_s": len(got) / seconds, "tokens_per_s": (sched.generated_tokens - tokens0) / seconds,
+    calls, rounds = batcher.calls - calls0, sched.rounds - rounds0
+    return {"samples_per_s": len(got) / seconds, "tokens_per_s": (batcher.generated_tokens - tokens0) / seconds,
             "mean_batch": len(got) / max(calls, 1), "per_round": len(got) / max(rounds, 1),
             "forwards_per_sample": len(forwards) / len(got),
             "prompt_len": statistics.mean(len(s.prompt_ids) for s in got)}
 
 
 def plain_generate_rate(trainer: Trainer, batch: int, prompt_len: int, new_tokens: int, repeats: int = 20) -> float:
-    model, tok = trainer.model, trainer.tokenizer
+    model, tok = trainer.policy.model, trainer.policy.tokenizer
     ids = torch.randint(5, len(tok), (batch, prompt_len))
     kwargs = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=True, top_k=0,
                   pad_token_id=tok.pad_token_id)
@@ -81,8 +85,8 @@ def ragged_rate(trainer: Trainer, batch: int, drop: bool, repeats: int = 5) -> f
     """Generated tokens per second when answers stop at different lengths."""
     from selfplay.models import HFGenerator, SamplingParams
 
-    tok = trainer.tokenizer
-    generator = HFGenerator(trainer.model, tok, drop_stopped_rows=drop)
+    tok = trainer.policy.tokenizer
+    generator = HFGenerator(trainer.policy.model, tok, drop_stopped_rows=drop)
     params = SamplingParams(1.0, 1.0, 64, stop_token_ids=ragged_stop_ids(tok))
     prompts = [torch.randint(5, len(tok), (12,)).tolist() for _ in range(batch)]
     generator.generate(prompts, params, seed=0)
@@ -106,21 +110,22 @@ def main() -> None:
                       [f"steps={args.warmup_steps}", "eval.every=0", f"threads={args.threads}",
                        "save_every=100000", "output_dir=/tmp/selfplay-bench-rollout", "time_limit_minutes=null"])
     trainer = Trainer(cfg, cfg.output_dir)
-    names = ", ".join(g.name for g in cfg.games)
-    print(f"warm-up: {args.warmup_steps} self-play steps on {names} (tiny model, {cfg.style})...", flush=True)
+    names = ", ".join(g.name for g in cfg.recipe.games)
+    print(f"warm-up: {args.warmup_steps} self-play steps on {names} (tiny model, {cfg.recipe.style})...", flush=True)
     trainer.train()
-    games = trainer.scheduler.games
+    games = cfg.recipe.games
 
     rows = {"lockstep": [], "continuous": []}
     for r in range(args.repeats):
         for mode in rows:
-            rows[mode].append(collect_rate(trainer, games, mode == "lockstep", args.batch, args.samples, seed=100 + r))
+            rows[mode].append(collect_rate(trainer, cfg.recipe, mode == "lockstep", args.batch, args.samples,
+                                           seed=100 + r))
     best = {mode: max(rs, key=lambda x: x["samples_per_s"]) for mode, rs in rows.items()}
     prompt_len = round(best["continuous"]["prompt_len"])
     plain = None
     if len(games) == 1:
         plain = max(plain_generate_rate(trainer, args.batch, prompt_len, games[0].max_new_tokens
-                                        or cfg.rollout.max_new_tokens) for _ in range(args.repeats))
+                                        or cfg.sampling.max_new_tokens) for _ in range(args.repeats))
 
     print(f"\nmachine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
           f"batch {args.batch}, {args.samples} samples per measurement, best of {args.repeats}")
@@ -134,8 +139,10 @@ def main() -> None:
     stepped = max(ragged_rate(trainer, args.batch, False) for _ in range(args.repeats))
     print(f"ragged answers, tokens/s: stopped rows dropped {dropped:.0f}, stepped to the end {stepped:.0f}")
     # The same ragged answers as the games' moves: round vs token-level scheduling
-    ragged = replace(trainer.sampling, max_new_tokens=64, stop_token_ids=ragged_stop_ids(trainer.tokenizer))
-    ragged_games = [replace(g, max_new_tokens=None) for g in games]
+    ragged = replace(trainer.recipe.context.sampling, max_new_tokens=64,
+                     stop_token_ids=ragged_stop_ids(trainer.policy.tokenizer))
+    ragged_games = cfg.recipe.model_copy(update={"games": [g.model_copy(update={"max_new_tokens": None})
+                                                           for g in games]})
     sched_rows = {mode: max((collect_rate(trainer, ragged_games, False, args.batch, args.samples // 2, 200 + r,
                                           ragged, mode) for r in range(args.repeats)),
                             key=lambda x: x["samples_per_s"]) for mode in ("round", "token")}

@@ -1,17 +1,22 @@
 """Typed training configs: YAML presets plus `key=value` overrides, with errors that name
 the bad key and what is allowed.
 
-    cfg = load_config("configs/spiral_kuhn_tiny.yaml", ["steps=50", "optim.lr=3e-4"])
+    cfg = load_config("configs/spiral_kuhn_tiny.yaml", ["steps=50", "optim.lr=3e-4", "recipe.rae_alpha=0.9"])
 """
 
 from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from selfplay.recipes import RECIPES
+
+# One `recipe:` section whose schema is the chosen recipe's own `Config` (by `recipe.name`).
+RecipeConfig = Annotated[Union[tuple(recipe.Config for recipe in RECIPES.values())], Field(discriminator="name")]
 
 
 class Section(BaseModel):
@@ -26,60 +31,16 @@ class ModelConfig(Section):
     use_chat_template: bool | None = None
 
 
-class GameSpec(Section):
-    name: str  # anything selfplay.games.make accepts
-    weight: float = Field(1.0, gt=0)  # share of new episodes in a multi-game mixture
-    options: dict[str, Any] = {}  # passed to selfplay.games.make
-    # the strong fixed opponent evaluated against during training (None: only `random`)
-    eval_opponent: str | None = None
-    max_new_tokens: int | None = Field(None, gt=0)  # this game's generation limit (None: rollout's)
+class SamplingConfig(Section):
+    """How the policy samples in training, whatever the recipe."""
 
-
-class PastOpponentsConfig(Section):
-    """Opponent sampling in self-play: a share of new episodes is played against an
-    earlier snapshot of the policy (as in fictitious self-play), so the policy also meets,
-    and learns to punish, the weaker play it has moved away from."""
-
-    fraction: float = Field(0.0, ge=0, lt=1)  # share of new episodes against a snapshot (0: off)
-    every: int = Field(100, gt=0)  # steps between snapshots
-    keep: int = Field(8, gt=0)  # snapshots in the pool (the oldest leaves first); each is a model in memory
-
-
-class RolloutConfig(Section):
-    samples_per_step: int = Field(128, gt=0)  # turn-samples per training step (paper: 128)
-    parallel_games: int = Field(32, gt=0)  # games in flight; finished ones are replaced at once
     temperature: float = Field(1.0, ge=0)
     top_p: float = Field(1.0, gt=0, le=1)
     max_new_tokens: int = Field(4096, gt=0)
-    # most prompts in one generation batch, or turns in flight with `scheduling: token` (None:
-    # every pending turn at once); on a GPU the KV cache of 128 games x 4k tokens of a 4B
-    # model alone is about 90 GB
+    # most prompts in one generation batch, or requests in flight with a token-level engine
+    # (None: every pending prompt at once); on a GPU the KV cache of 128 games x 4k tokens of
+    # a 4B model alone is about 90 GB
     generation_batch_size: int | None = Field(None, gt=0)
-    # `round`: one generation call per round for every pending turn (a round lasts as long as
-    # its longest answer). `token`: a token-level engine; a game moves on as soon as its own
-    # answer ends while longer answers keep generating (see rollout/scheduler.py)
-    scheduling: Literal["round", "token"] = "round"
-    # "self": one policy plays both seats (SPIRAL). Otherwise an agent spec (`random`,
-    # `minimax`, `nash`, `openai:MODEL`) or `frozen` (a frozen copy of the initial model):
-    # only the learner's seat is trained; the learner's seat alternates between games.
-    opponent: str = "self"
-    past_opponents: PastOpponentsConfig = PastOpponentsConfig()
-    # each new episode opens with 0..N (uniformly drawn) random legal moves, not trained:
-    # exploration of positions the policy's own play avoids (0: off, the paper's)
-    random_opening_moves: int = Field(0, ge=0)
-
-    @model_validator(mode="after")
-    def _past_opponents_need_self_play(self):
-        if self.past_opponents.fraction and self.opponent != "self":
-            raise ValueError(f"rollout.past_opponents is for self-play, but rollout.opponent is {self.opponent!r}; "
-                             "set rollout.past_opponents.fraction=0 or rollout.opponent=self")
-        return self
-
-
-class AdvantageConfig(Section):
-    estimator: Literal["rae", "none"] = "rae"  # none: raw returns (the paper's ablation)
-    rae_alpha: float = Field(0.95, ge=0, le=1)
-    drop_zero_advantage: bool = False
 
 
 class OptimConfig(Section):
@@ -94,8 +55,14 @@ class OptimConfig(Section):
     micro_batch_size: int = Field(32, gt=0)
     clip: float = Field(0.2, gt=0)
     loss_norm: Literal["constant", "token_mean"] = "constant"  # constant: Dr. GRPO, the paper's
-    norm_constant: float | None = None  # None: rollout.max_new_tokens
-    kl_coef: float = Field(0.0, ge=0)  # KL to the frozen initial model; the paper uses 0
+    norm_constant: float | None = None  # None: sampling.max_new_tokens
+    kl_coef: float = Field(0.0, ge=0)  # KL to the frozen initial model (SPIRAL and AZR: 0; LSP: 0.05)
+    # the KL estimator: k1 = log-ratio, k2 = log-ratio^2 / 2, k3 = r - log r - 1 with
+    # r = pi_ref / pi (GRPO's: unbiased and never negative)
+    kl_estimator: Literal["k1", "k2", "k3"] = "k3"
+    # `token`: the estimate at every response token, reduced like the policy loss (the usual
+    # choice); `sequence`: the estimator applied to each response's summed log-ratio
+    kl_per: Literal["token", "sequence"] = "token"
     entropy_coef: float = Field(0.0, ge=0)
     # The entropy the bonus raises: of the next-token distribution over the whole vocabulary
     # (`vocab`), or of the policy over the legal moves (`legal_moves`: needs one-token moves,
@@ -118,35 +85,30 @@ class OptimConfig(Section):
 
 class EvalConfig(Section):
     every: int = Field(16, ge=0)  # steps between evaluations (0: never)
-    games: int = Field(64, gt=0)  # games per opponent
     temperature: float = Field(1.0, ge=0)  # 0: greedy
-    exploitability: bool = True  # exact exploitability for kuhn_poker (rounds=1)
 
 
 class TrainConfig(Section):
-    recipe: Literal["spiral"] = "spiral"
     seed: int = 0
-    output_dir: str | None = None  # default: runs/<recipe>-<first game>-<time>
+    output_dir: str | None = None  # default: runs/<recipe>-<what it trains on>-<time>
     steps: int = Field(400, gt=0)
     time_limit_minutes: float | None = None  # stop early (and save) after this much wall time
-    style: Literal["chat", "compact"] = "chat"
     backend: Literal["hf", "vllm"] = "hf"
     threads: int | None = None  # torch CPU threads (None: torch's default)
-    games: list[GameSpec] = [GameSpec(name="tictactoe", eval_opponent="minimax")]
     model: ModelConfig = ModelConfig()
-    rollout: RolloutConfig = RolloutConfig()
-    advantage: AdvantageConfig = AdvantageConfig()
+    sampling: SamplingConfig = SamplingConfig()
     optim: OptimConfig = OptimConfig()
     eval: EvalConfig = EvalConfig()
     save_every: int = Field(50, gt=0)
     keep_last: int = Field(2, gt=0)  # checkpoints kept on disk
+    # the method and its own settings; `recipe.name` chooses the schema (see selfplay/recipes)
+    recipe: RecipeConfig = Field(default_factory=lambda: RECIPES["spiral"].Config())
 
-    @field_validator("games")
-    @classmethod
-    def _some_games(cls, games):
-        if not games:
-            raise ValueError("at least one game is needed")
-        return games
+    @model_validator(mode="after")
+    def _backend_available(self):
+        if self.backend != "hf":
+            raise ValueError(f"backend {self.backend!r} is not available yet; use backend=hf")
+        return self
 
     @model_validator(mode="after")
     def _no_fp16_training(self):
@@ -163,6 +125,10 @@ class ConfigError(ValueError):
 def _allowed_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
     keys = []
     for name, field in model.model_fields.items():
+        if name == "recipe" and not prefix:  # the union: every recipe's own keys
+            keys.append(name)
+            keys += list(dict.fromkeys(k for r in RECIPES.values() for k in _allowed_keys(r.Config, "recipe.")))
+            continue
         keys.append(prefix + name)
         ann = field.annotation
         if isinstance(ann, type) and issubclass(ann, BaseModel):
@@ -188,16 +154,31 @@ def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
 
 
 def _explain(err: ValidationError) -> str:
-    allowed = _allowed_keys(TrainConfig)
+    """One line per error, naming the key and what is allowed."""
     lines = []
     for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"])
+        loc = [str(p) for p in e["loc"]]
+        allowed = _allowed_keys(TrainConfig)
+        if loc[:1] == ["recipe"] and len(loc) > 1 and loc[1] in RECIPES:  # pydantic names the union member
+            allowed = [k for k in allowed if not k.startswith("recipe.")]
+            allowed += _allowed_keys(RECIPES[loc.pop(1)].Config, "recipe.")
+        key = ".".join(loc)
         if e["type"] == "extra_forbidden":
             hint = difflib.get_close_matches(key, allowed, n=3)
-            lines.append(f"unknown config key {key!r}" + (f" (did you mean {', '.join(hint)}?)" if hint else ""))
+            section = key.rpartition(".")[0]
+            siblings = [k for k in allowed if k.rpartition(".")[0] == section]
+            lines.append(f"unknown config key {key!r}; " + (f"did you mean {', '.join(hint)}?" if hint else
+                         f"keys of {section or 'the top level'}: {', '.join(siblings)}"))
+        elif e["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            tag = (e.get("ctx") or {}).get("tag")
+            hint = difflib.get_close_matches(str(tag), list(RECIPES), n=1)
+            lines.append(f"unknown recipe {tag!r} in 'recipe.name'" + (f" (did you mean {hint[0]}?)" if hint else "")
+                         + f"; available: {', '.join(sorted(RECIPES))}")
+        elif e["type"] == "value_error":  # our own validators: the message names what is wrong
+            message = str((e.get("ctx") or {}).get("error", e["msg"]))
+            lines.append(f"bad value for {key!r}: {message}" if key else message)
         else:
             lines.append(f"bad value for {key!r}: {e['msg']} (got {e.get('input')!r})")
-    lines.append("allowed keys: " + ", ".join(allowed))
     return "\n".join(lines)
 
 
@@ -213,7 +194,7 @@ def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
 
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> TrainConfig:
     """A TrainConfig from an optional YAML file and `key=value` overrides (values in YAML
-    syntax: `steps=10`, `games=[{name: kuhn_poker}]`, `optim.betas=[0.9,0.99]`)."""
+    syntax: `steps=10`, `recipe.games=[{name: kuhn_poker}]`, `optim.betas=[0.9,0.99]`)."""
     tree: dict = {}
     if path is not None:
         path = Path(path)
@@ -223,15 +204,26 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Tr
         if not isinstance(tree, dict):
             raise ConfigError(f"{path}: the top level must be a mapping of keys to values")
     try:  # validate the file alone first, so its errors name the file
-        tree = TrainConfig.model_validate(tree).model_dump()
+        TrainConfig.model_validate(_recipe_as_section(tree))
     except ValidationError as err:
-        raise ConfigError(f"{path}:\n{_explain(err)}") from None
+        raise ConfigError(f"{path}: {_explain(err)}") from None
     for key, value in parse_overrides(list(overrides)):
         _set_dotted(tree, key, value)
+    tree = _recipe_as_section(tree)
     try:
         return TrainConfig.model_validate(tree)
     except ValidationError as err:
         raise ConfigError(_explain(err)) from None
+
+
+def _recipe_as_section(tree: dict) -> dict:
+    """`recipe: rlvr` is short for `recipe: {name: rlvr}`; a recipe section without a name is SPIRAL's."""
+    recipe = tree.get("recipe")
+    if isinstance(recipe, str):
+        return {**tree, "recipe": {"name": recipe}}
+    if isinstance(recipe, dict) and "name" not in recipe:
+        return {**tree, "recipe": {"name": "spiral", **recipe}}
+    return tree
 
 
 def save_config(cfg: TrainConfig, path: str | Path) -> None:

@@ -36,9 +36,9 @@ def game_settings(game_name: str, source: ModelSource | None, style: str | None,
 
     Default style: what the run trained with; `compact` for a tiny preset (tiny models
     learn the few-token observations); `chat` otherwise (real models, people)."""
-    config = source.config if source else {}
+    recipe = (source.config.get("recipe") if source else None) or {}
     game_options: dict = {}
-    for spec in config.get("games") or []:
+    for spec in recipe.get("games") or []:
         if isinstance(spec, dict) and spec.get("name") == game_name:
             game_options.update(spec.get("options") or {})
     for item in options:
@@ -50,7 +50,7 @@ def game_settings(game_name: str, source: ModelSource | None, style: str | None,
         from selfplay.models import TINY_PRESETS
 
         tiny = source is not None and source.path in TINY_PRESETS and not Path(source.path).exists()
-        style = config.get("style") or ("compact" if tiny else "chat")
+        style = recipe.get("style") or ("compact" if tiny else "chat")
     return style, game_options
 
 
@@ -104,7 +104,7 @@ def play_game(game: Game, human: Agent, opponent: Agent, seat: int, opponent_nam
     verdict = "you win" if mine > theirs else "you lose" if mine < theirs else "draw"
     if game.invalid is not None and game.invalid.player != seat:
         verdict += f" ({opponent_name} made an invalid move)"
-    elif getattr(game, "_truncated", False):
+    elif game.truncated:
         verdict += " (turn limit reached)"
     say(f"\nResult: {verdict}. Returns: you {mine:+g}, {opponent_name} {theirs:+g}")
     return returns

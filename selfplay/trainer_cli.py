@@ -38,7 +38,7 @@ def run(args) -> int:
                 print(f"{run_dir} has no checkpoint yet: starting it from the beginning", file=sys.stderr)
         else:
             cfg = load_config(resolve_preset(config_files[0] if config_files else None), overrides)
-            run_dir = Path(cfg.output_dir or f"runs/{cfg.recipe}-{cfg.games[0].name}-{time.strftime('%Y%m%d-%H%M%S')}")
+            run_dir = Path(cfg.output_dir or f"runs/{run_name(cfg)}-{time.strftime('%Y%m%d-%H%M%S')}")
             ckpt = None
     except ConfigError as err:
         print(f"config error: {err}", file=sys.stderr)
@@ -51,6 +51,13 @@ def run(args) -> int:
     trainer.train()
     print(f"done: {run_dir}  (plots: selfplay report {run_dir})", file=sys.stderr)
     return 0
+
+
+def run_name(cfg) -> str:
+    """`spiral-tictactoe`, `rlvr-arithmetic`: the recipe and what it trains on."""
+    recipe = cfg.recipe
+    subject = recipe.games[0].name if hasattr(recipe, "games") else getattr(recipe, "task", "")
+    return f"{recipe.name}-{subject}".rstrip("-").replace(":", "_")
 
 
 def resolve_preset(name: str | None) -> Path:

@@ -187,3 +187,40 @@ def test_cli_prints_checkpoint_error_as_one_line(tmp_path, monkeypatch, capsys):
     assert cli.main(["boom"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: cannot write checkpoint ") and err.count("\n") == 1
+
+
+def test_a_training_run_on_a_full_disk_stops_with_one_line_and_keeps_its_last_checkpoint(tmp_path):
+    """`selfplay train` itself, with writes capped (RLIMIT_FSIZE) just above what the first
+    checkpoint needs: the second checkpoint's weights no longer fit."""
+    run = tmp_path / "run"
+    code = textwrap.dedent(f"""
+        import resource, signal, sys
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        from selfplay import cli
+        sys.argv = ["selfplay", "train", "spiral_kuhn_tiny", "output_dir={run}", "steps=4", "save_every=2",
+                    "eval.every=0", "threads=1", "recipe.samples_per_step=32", "recipe.parallel_games=8",
+                    "optim.average_decay=0"]
+        # the first checkpoint (step 2) is written freely; from then on, no file may grow past 64 kB
+        import selfplay.trainer as trainer
+        save = trainer.Trainer.save
+        def capped(self):
+            if self.step > 2:
+                resource.setrlimit(resource.RLIMIT_FSIZE, (64_000, 64_000))
+            return save(self)
+        trainer.Trainer.save = capped
+        sys.exit(cli.main())
+    """)
+    env = {**os.environ, "SELFPLAY_NO_PROGRESS": "1"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO)
+    assert out.returncode == 1, out.stderr
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith("error: cannot write checkpoint") and "Traceback" not in out.stderr, out.stderr
+    assert "step-000004" in lines[-1] and "free" in lines[-1] and f"selfplay train --resume {run}" in lines[-1]
+    assert "step-000002" in lines[-1]  # the last good checkpoint, named
+    assert _names(run) == ["step-000002"]  # the good one intact, no staging folder left
+    from selfplay.runs import latest_checkpoint
+
+    resumed = subprocess.run([sys.executable, "-m", "selfplay.cli", "train", "--resume", str(run), "steps=2"],
+                             capture_output=True, text=True, env=env, cwd=REPO)
+    assert resumed.returncode == 0, resumed.stderr  # the kept checkpoint loads
+    assert latest_checkpoint(run).name == "step-000002"

@@ -55,7 +55,8 @@ def test_running_out_of_input_abandons_the_game():
 
 
 def test_settings_come_from_the_run_then_the_command_line():
-    source = ModelSource("x", {"style": "compact", "games": [{"name": "kuhn_poker", "options": {"rounds": 1}}]})
+    source = ModelSource("x", {"recipe": {"name": "spiral", "style": "compact",
+                                          "games": [{"name": "kuhn_poker", "options": {"rounds": 1}}]}})
     assert game_settings("kuhn_poker", source, None, []) == ("compact", {"rounds": 1})
     assert game_settings("kuhn_poker", source, "chat", ["rounds=3"]) == ("chat", {"rounds": 3})
     assert game_settings("tictactoe", ModelSource("tiny"), None, []) == ("compact", {})
@@ -71,8 +72,8 @@ def run_dir(tmp_path_factory):
 
     run = tmp_path_factory.mktemp("run")
     (run / "config.yaml").write_text(
-        "style: compact\nmodel:\n  name: tiny\n  use_chat_template: false\n"
-        "rollout:\n  max_new_tokens: 8\neval:\n  temperature: 1.0\ngames:\n- name: tictactoe\n")
+        "model:\n  name: tiny\n  use_chat_template: false\nsampling:\n  max_new_tokens: 8\n"
+        "eval:\n  temperature: 1.0\nrecipe:\n  name: spiral\n  style: compact\n  games:\n  - name: tictactoe\n")
     model, tokenizer = build_tiny_model("tiny", seed=0, num_hidden_layers=1)
     for step in (1, 2):
         save_checkpoint(model, tokenizer, run / "checkpoints" / f"step-{step:06d}")
@@ -82,10 +83,10 @@ def run_dir(tmp_path_factory):
 
 def test_resolve_model_picks_the_latest_checkpoint(run_dir, tmp_path):
     source = resolve_model(str(run_dir))
-    assert source.path.endswith("step-000002") and source.config["style"] == "compact"
+    assert source.path.endswith("step-000002") and source.config["recipe"]["style"] == "compact"
     assert resolve_model(source.path).config == source.config  # a checkpoint of a run: the run's config
     assert resolve_model("tiny") == ModelSource("tiny", {})
-    (tmp_path / "config.yaml").write_text("style: chat\n")
+    (tmp_path / "config.yaml").write_text("recipe: {name: spiral, style: chat}\n")
     with pytest.raises(FileNotFoundError, match="no checkpoint yet"):
         resolve_model(str(tmp_path))
 

@@ -36,7 +36,7 @@ def write_run(path, steps=12, eval_every=4, invalid_start=0.8):
     # json.dumps writes NaN as a bare word, as the trainer's logger does; the truncated
     # last line is what a crash mid-write leaves.
     (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"step": 99, "inv')
-    (path / "config.yaml").write_text("recipe: spiral\nstyle: compact\ngames:\n- name: tictactoe\n")
+    (path / "config.yaml").write_text("recipe:\n  name: spiral\n  style: compact\n  games:\n  - name: tictactoe\n")
     transcript = {"step": 4, "game": "tictactoe", "opponent": "random", "returns": [1.0, -1.0],
                   "moves": [{"player": 0, "text": EVIL_TEXT, "action": "[4]", "invalid": None},
                             {"player": 1, "text": "3", "action": "[3]", "invalid": None}]}

@@ -19,6 +19,7 @@ import random
 from abc import ABC, abstractmethod
 
 from selfplay.games.base import Game
+from selfplay.seeding import rng_state_from_list, rng_state_to_list
 
 
 class Agent(ABC):
@@ -30,6 +31,13 @@ class Agent(ABC):
 
     def seed(self, seed: int | None) -> None:
         self.rng.seed(seed)
+
+    def state_dict(self) -> dict:
+        """What a resumed run needs to continue this agent's choices exactly (JSON-able)."""
+        return {"rng": rng_state_to_list(self.rng.getstate())}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rng.setstate(rng_state_from_list(state["rng"]))
 
     @abstractmethod
     def act(self, game: Game) -> str:

@@ -15,6 +15,7 @@ from selfplay.agents.base import Agent
 from selfplay.agents.prompt import SPIRAL_TEMPLATE
 from selfplay.games.base import Game
 from selfplay.models.loading import render_prompt
+from selfplay.seeding import derive_seed
 
 
 class GamePrompter:
@@ -63,13 +64,21 @@ class LLMAgent(Agent):
         super().seed(seed)
         self._seed, self._calls = (0 if seed is None else seed), 0
 
+    def state_dict(self) -> dict:
+        # each generation call is seeded from the call count, so the count is the state
+        return {**super().state_dict(), "calls": self._calls}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self._calls = state["calls"]
+
     def act(self, game: Game) -> str:
         return self.act_batch([game])[0]
 
     def act_batch(self, games: list[Game]) -> list[str]:
         self._calls += 1
         gens = self.generator.generate(
-            [self.prompter.ids(g) for g in games], self.sampling, seed=self._seed * 1_000_003 + self._calls
+            [self.prompter.ids(g) for g in games], self.sampling, seed=derive_seed(self._seed, self._calls, "agent")
         )
         return [g.text for g in gens]
 
@@ -138,11 +147,11 @@ def llm_agent_from(source, *, temperature: float | None = None, top_p: float = 1
     if temperature is None:
         temperature = (config.get("eval") or {}).get("temperature", 1.0)
     if max_new_tokens is None:
-        max_new_tokens = (config.get("rollout") or {}).get("max_new_tokens", 4096)
+        max_new_tokens = (config.get("sampling") or {}).get("max_new_tokens", 4096)
     if use_chat_template is None:
         use_chat_template = model_cfg.get("use_chat_template")
     model, tokenizer = load_model(source.path, dtype=model_cfg.get("dtype", "auto"), device=device)
     sampling = SamplingParams(float(temperature), top_p, int(max_new_tokens))  # stop: EOS and <|im_end|>
     agent = LLMAgent(model, tokenizer, HFGenerator(model, tokenizer), sampling, seed, use_chat_template)
-    agent.style = config.get("style")  # the style the model was trained on (None: unknown)
+    agent.style = (config.get("recipe") or {}).get("style")  # the style it was trained on (None: unknown)
     return agent

@@ -19,7 +19,7 @@ After that it is an exponential moving average over about 1 / (1 - decay) update
     average <- average + (1 - decay_t) * (online - average)
 The Kuhn preset uses decay 0.995: linear up to step ~400, then about the last 200 steps.
 Longer windows (0.998, or linear over the whole run) measured worse there: they keep
-policies from before the drift settled (README, "Does it learn?").
+policies from before the drift settled (docs/spiral.md).
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from typing import Callable
 from selfplay.agents.base import Agent
 from selfplay.evals import stats
 from selfplay.games.base import Game
+from selfplay.seeding import derive_seed
 
 MAX_INVALID_EXAMPLES = 5
 
@@ -111,7 +112,7 @@ class ArenaResult:
 
 
 def game_seed(seed: int | None, index: int) -> int | None:
-    return None if seed is None else seed * 1_000_003 + index
+    return None if seed is None else derive_seed(seed, index, "game")
 
 
 @dataclass
@@ -232,19 +233,14 @@ def _finish(lane: _Lane) -> None:
     game, record = lane.game, lane.record
     seat = record.agent_seat
     record.returns = [float(x) for x in game.returns()]
-    record.length = game.turn + (1 if game.invalid is not None else 0)
+    record.length = game.length
     mine, theirs = record.returns[seat], record.returns[1 - seat]
     record.outcome = "win" if mine > theirs else "loss" if mine < theirs else "draw"
-    record.truncated = bool(getattr(game, "_truncated", False))
+    record.truncated = game.truncated
     if game.invalid is not None:
         record.invalid_by = "agent" if game.invalid.player == seat else "opponent"
         record.invalid_text = game.invalid.text
         record.invalid_reason = game.invalid.reason
 
 
-def play_match(agent: Agent, opponent: Agent, game: str | Callable[[], Game], games: int, **options) -> ArenaResult:
-    """`play` with the number of games as `games=` (the trainer's spelling)."""
-    return play(agent, opponent, game, games, **options)
-
-
-__all__ = ["ArenaResult", "GameRecord", "game_seed", "play", "play_match"]
+__all__ = ["ArenaResult", "GameRecord", "game_seed", "play"]

@@ -49,6 +49,15 @@ class Game(ABC):
 
     name: str = "game"
     num_players: int = 2
+    # What an evaluation can measure exactly for this game, as data (so no evaluation tests
+    # game names): "optimal_moves" (a perfect-play solver rates every move, e.g. minimax for
+    # TicTacToe) and "exploitability" (OpenSpiel computes the exact best response). Games
+    # whose answer depends on their options override `exact_measures`.
+    measures: tuple[str, ...] = ()
+
+    @property
+    def exact_measures(self) -> tuple[str, ...]:
+        return self.measures
 
     def __init__(
         self,
@@ -135,6 +144,16 @@ class Game(ABC):
         # Asked several times per step (by the caller, step, observations), so cached in
         # `_over` and refreshed wherever the state changes: reset, _commit, an invalid move.
         return self._over
+
+    @property
+    def length(self) -> int:
+        """Turns taken, counting a final invalid move."""
+        return self.turn + (self.invalid is not None)
+
+    @property
+    def truncated(self) -> bool:
+        """Whether the game ended at its turn limit (a draw)."""
+        return self._truncated
 
     def returns(self) -> list[float]:
         """Per-player returns; zeros while the game is running."""

@@ -127,6 +127,11 @@ def _current_round(rounds: int, player: int, chips: int, round_: int, card: str,
 class KuhnPoker(Game):
     name = "kuhn_poker"
 
+    @property
+    def exact_measures(self) -> tuple[str, ...]:
+        # classic Kuhn (one round) is an OpenSpiel game: its exploitability is exact
+        return ("exploitability",) if self.rounds == 1 else ()
+
     def __init__(self, rounds: int = 5, payoff: str = "winloss", **options):
         if not isinstance(rounds, int) or rounds < 1:
             raise ValueError(f"rounds must be a positive integer, got {rounds!r}")

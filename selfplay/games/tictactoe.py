@@ -74,6 +74,7 @@ def _ending(cells: str, player: int, over: bool) -> str:
 
 class TicTacToe(Game):
     name = "tictactoe"
+    measures = ("optimal_moves",)
 
     def _reset(self, seed: int | None) -> None:
         self.board = ["."] * 9  # "X", "O" or "."

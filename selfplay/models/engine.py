@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from selfplay.models.generation import Generation, SamplingParams, prefill, sample_next, token_logprobs
+from selfplay.models.generation import Generation, SamplingParams, prefill, sample_next, token_logprobs, with_cache
 
 
 @dataclass
@@ -124,7 +124,7 @@ class HFEngine:
         self.attention = F.pad(self.attention, (0, 1), value=1)
         self.position = self.position + 1
         self.logits = self.model(input_ids=token[:, None], attention_mask=self.attention, position_ids=self.position,
-                                 past_key_values=self.cache, use_cache=True).logits[:, -1]
+                                 **with_cache(self.model, self.cache)).logits[:, -1]
 
     def _generation(self, row: _Row, stopped: bool) -> Generation:
         return Generation(prompt_ids=row.prompt, response_ids=row.tokens, logprobs=row.logprobs,

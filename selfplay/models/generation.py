@@ -3,11 +3,14 @@
 Every backend implements `Generator`:
 
     generate(prompts: list[list[int]], params: SamplingParams, seed: int | None) -> list[Generation]
+    engine(params) -> an engine whose step(requests, seed) lets requests join and leave at
+                      every token (token scheduling; see selfplay.models.engine)
     load_weights(state_dict) -> None      # push the learner's new weights into the backend
                                           # (None: the backend shares the learner's model)
+    max_batch_size: int | None            # the most prompts in one batch (None: no cap)
 
 `HFGenerator` is the plain-PyTorch backend (CPU, tests, single GPU). A vLLM backend and
-remote Ray workers implement the same two methods.
+remote Ray workers implement the same interface.
 
 Which log-probs: `Generation.logprobs[t]` is `log softmax(logits)[token_t]` of the *raw*
 logits, i.e. log pi_theta(token) of the policy itself at temperature 1 -- the same
@@ -21,6 +24,8 @@ are either way).
 
 from __future__ import annotations
 
+import functools
+import inspect
 from dataclasses import dataclass
 from typing import Mapping, Protocol, Sequence
 
@@ -55,8 +60,12 @@ class Generation:
 
 
 class Generator(Protocol):
+    max_batch_size: int | None
+
     def generate(self, prompts: Sequence[Sequence[int]], params: SamplingParams,
                  seed: int | None = None) -> list[Generation]: ...
+
+    def engine(self, params: SamplingParams): ...
 
     def load_weights(self, state_dict: Mapping[str, torch.Tensor] | None) -> None: ...
 
@@ -103,6 +112,18 @@ def sample_next(logits: torch.Tensor, params: SamplingParams, rng: torch.Generat
     return (probs / race).argmax(dim=-1)
 
 
+@functools.cache
+def _cache_argument(forward_class: type) -> str:
+    """The name a model's forward takes its KV cache by: `cache` in transformers >= 5.24
+    (which warns on the old name), `past_key_values` before."""
+    return "cache" if "cache" in inspect.signature(forward_class.forward).parameters else "past_key_values"
+
+
+def with_cache(model, cache) -> dict:
+    """Keyword arguments that hand `cache` to `model`'s forward and ask it to extend it."""
+    return {_cache_argument(type(model)): cache, "use_cache": True}
+
+
 def prefill(model, prompts: Sequence[Sequence[int]], pad_id: int):
     """Left-pad `prompts` into one batch (every prompt ends at the last column, so new tokens
     line up; padding is masked out) and run it through `model` into a fresh KV cache.
@@ -122,7 +143,7 @@ def prefill(model, prompts: Sequence[Sequence[int]], pad_id: int):
     positions = (attention.cumsum(-1) - 1).clamp(min=0)
     cache = DynamicCache()
     logits = model(input_ids=input_ids, attention_mask=attention, position_ids=positions,
-                   past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+                   logits_to_keep=1, **with_cache(model, cache)).logits[:, -1]
     return cache, attention, positions[:, -1:], logits
 
 
@@ -217,7 +238,7 @@ class HFGenerator:
                 rows, token, done, position, attention = rows[keep], token[keep], done[keep], position[keep], attention[keep]
             position = position + 1
             logits = self.model(input_ids=token[:, None], attention_mask=attention[:, :width + t + 1],
-                                position_ids=position, past_key_values=cache, use_cache=True).logits[:, -1]
+                                position_ids=position, **with_cache(self.model, cache)).logits[:, -1]
         self.model.train(was_training)
         done = finished
 

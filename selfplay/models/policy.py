@@ -1,0 +1,110 @@
+"""The model as a recipe sees it: who samples, who is evaluated, who is frozen.
+
+The trainer owns the weights (`Policy.model`, what the learner trains) and calls `sync()`
+after every update. Recipes only sample:
+
+    policy.generator         the current weights (a model-dtype copy when the master
+                             weights are fp32), for training rollouts
+    policy.evaluator         the model users get from the run: the weight average when
+    policy.eval_generator    `optim.average_decay` is on, else the current weights
+    policy.reference         the frozen initial model (KL reference, SPIRAL's `frozen`
+                             opponent, LSP's quality judge), loaded on first use
+    policy.snapshot()        a frozen copy of the evaluator now (past opponents)
+    policy.generator_for(m)  a generator for any frozen model
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import torch
+
+from selfplay.algorithms.averaging import WeightAverage
+from selfplay.models.generation import HFGenerator
+from selfplay.models.loading import load_model, resolve_device, resolve_dtype, save_checkpoint
+
+ONLINE = "online"  # with weight averaging: the checkpoint's subfolder of the online weights
+
+
+class Policy:
+    def __init__(self, model_cfg, optim_cfg, sampling_cfg, seed: int, resume_from: Path | None = None):
+        self.model_cfg, self.seed = model_cfg, seed
+        self.generation_batch_size = sampling_cfg.generation_batch_size
+        self.use_chat_template = model_cfg.use_chat_template
+        # Mixed precision: the learner's (master) weights are fp32 unless optim.master_weights=model;
+        # forward passes and generation run in model.dtype (bf16 on a GPU, fp32 on the CPU).
+        self.compute_dtype = resolve_dtype(model_cfg.dtype, resolve_device(model_cfg.device))
+        master_dtype = torch.float32 if optim_cfg.master_weights == "float32" else self.compute_dtype
+        self.mixed_precision = master_dtype != self.compute_dtype
+        # A checkpoint written with weight averaging holds the average; the online weights are in online/.
+        averaged_ckpt = resume_from is not None and (resume_from / ONLINE).is_dir()
+        source = resume_from / ONLINE if averaged_ckpt else resume_from or model_cfg.name
+        self.model, self.tokenizer = load_model(str(source), dtype=master_dtype, device=model_cfg.device, seed=seed)
+        # Polyak averaging: the learner trains self.model; evaluation and checkpoints use the average
+        # (kept in the master dtype: in bf16 the average's small steps would round away too).
+        self.average = None
+        if optim_cfg.average_decay:
+            average_model = (load_model(str(resume_from), dtype=master_dtype, device=model_cfg.device)[0]
+                             if averaged_ckpt else copy.deepcopy(self.model))
+            self.average = WeightAverage(average_model, optim_cfg.average_decay)
+        self._reference = None
+        # The generator samples with its own model-dtype copy when the master weights are fp32
+        # (refreshed by sync(), as a vLLM engine would be); else it shares self.model.
+        self.generator = self.generator_for(self.inference_copy(self.model) if self.mixed_precision else self.model)
+        self.eval_generator = self.generator_for(self.evaluator) if self.average else self.generator
+
+    @property
+    def evaluator(self):
+        """The model a user gets from this run: the weight average when averaging is on."""
+        return self.average.model if self.average else self.model
+
+    @property
+    def reference(self):
+        """The frozen initial model, in the compute dtype (loaded once, on first use)."""
+        if self._reference is None:
+            self._reference, _ = load_model(self.model_cfg.name, dtype=self.model_cfg.dtype,
+                                            device=self.model_cfg.device, seed=self.seed)
+            self._reference.eval().requires_grad_(False)
+        return self._reference
+
+    def generator_for(self, model) -> HFGenerator:
+        return HFGenerator(model, self.tokenizer, max_batch_size=self.generation_batch_size)
+
+    def inference_copy(self, model):
+        """A frozen copy of `model` in the compute dtype, for sampling."""
+        return copy.deepcopy(model).to(self.compute_dtype).eval().requires_grad_(False)
+
+    def snapshot(self):
+        """A frozen copy of the evaluator as it is now."""
+        return self.inference_copy(self.evaluator)
+
+    def load_frozen(self, folder: str | Path):
+        """A frozen model saved by `save_evaluator` (or any checkpoint folder), in the compute dtype."""
+        model, _ = load_model(str(folder), dtype=self.model_cfg.dtype, device=self.model_cfg.device)
+        return model.eval().requires_grad_(False)
+
+    def save_evaluator(self, folder: str | Path) -> Path:
+        """The evaluator's weights and the tokenizer as a Hugging Face folder (atomic)."""
+        return save_checkpoint(self.evaluator, self.tokenizer, folder)
+
+    def sync(self) -> None:
+        """After an update: the new weights into the generator (nothing to copy when it shares
+        the learner's model), and into the average."""
+        self.model.eval()
+        self.generator.load_weights(self.model.state_dict() if self.mixed_precision else None)
+        if self.average:
+            self.average.update(self.model)
+
+    # ---- checkpoints: the trainer writes them ------------------------------------------
+    def save(self, folder: Path) -> None:
+        save_checkpoint(self.evaluator, self.tokenizer, folder)
+        if self.average:
+            save_checkpoint(self.model, self.tokenizer, folder / ONLINE)
+
+    def state_dict(self) -> dict:
+        return {"average": self.average.state_dict() if self.average else None}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.average and state.get("average"):
+            self.average.load_state_dict(state["average"])

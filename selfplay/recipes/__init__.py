@@ -1,0 +1,103 @@
+"""Recipes: one self-play method each, in one file, behind one small interface.
+
+The trainer runs every recipe the same way, one step at a time:
+
+    batch   = recipe.collect(step)            # sample with policy.generator; rewards set
+    trained = recipe.advantages(batch)        # Sample.advantage set; the samples to train on
+    ... the trainer updates the weights and calls policy.sync() ...
+    result  = recipe.evaluate(step)           # every eval.every steps
+    recipe.save(folder) / recipe.load(folder) # its own state, inside each checkpoint folder
+    recipe.close()
+
+A recipe gets its own config section whole (`recipe:` in the YAML, whose schema is the
+recipe's `Config`), the `Policy` (it samples; only the trainer changes weights) and a
+`RecipeContext` (seed, run folder, sampling settings). It never touches the optimizer.
+
+A new method is a new file with a `Config` (a `RecipeSection` with a `name` literal) and a
+`Recipe` subclass, and one line in RECIPES below.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from selfplay.models.generation import SamplingParams
+from selfplay.rollout.sample import Sample
+
+
+class RecipeSection(BaseModel):
+    """The base of every recipe's config: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+@dataclass
+class RecipeContext:
+    seed: int  # the run's seed; derive every other seed from it with selfplay.seeding.derive_seed
+    run_dir: Path  # the run folder (a recipe may keep files of its own there)
+    sampling: SamplingParams  # how the policy samples for training (config `sampling`)
+    eval_sampling: SamplingParams  # and for evaluation (`eval.temperature`)
+    steps: int  # the run's total steps
+    # the learner's `entropy_over: legal_moves` needs Sample.legal_token_ids (one-token moves)
+    legal_token_ids: bool = False
+
+
+@dataclass
+class Batch:
+    samples: list[Sample]  # rewards set, advantages not yet
+    metrics: dict = field(default_factory=dict)  # the recipe's own figures for this step
+
+
+@dataclass
+class Evaluation:
+    metrics: dict  # logged under their own names (by convention `eval/...`)
+    transcripts: list[dict] = field(default_factory=list)  # appended to transcripts.jsonl
+
+
+class Recipe(ABC):
+    name: ClassVar[str]
+    Config: ClassVar[type[RecipeSection]]
+
+    def __init__(self, cfg, policy, context: RecipeContext):
+        self.cfg, self.policy, self.context = cfg, policy, context
+
+    @abstractmethod
+    def collect(self, step: int) -> Batch:
+        """Generate this step's samples with `policy.generator` and score them."""
+
+    @abstractmethod
+    def advantages(self, batch: Batch) -> list[Sample]:
+        """Set `Sample.advantage` on every sample of the batch; return the ones to train on
+        (figures about the estimator, e.g. its baselines, go into `batch.metrics`)."""
+
+    def evaluate(self, step: int) -> Evaluation:
+        """Measure the policy (`policy.evaluator`, `policy.eval_generator`)."""
+        return Evaluation({})
+
+    def save(self, folder: Path) -> None:
+        """Write this recipe's state into the checkpoint folder being written."""
+
+    def load(self, folder: Path) -> None:
+        """Restore the state `save` wrote, so that the run continues exactly."""
+
+    def close(self) -> None:
+        """Release what the recipe holds (files, workers)."""
+
+
+def recipe_class(name: str) -> type[Recipe]:
+    """The recipe registered as `name`; an unknown name lists the choices."""
+    if name not in RECIPES:
+        raise ValueError(f"unknown recipe {name!r}; available: {', '.join(sorted(RECIPES))}")
+    return RECIPES[name]
+
+
+# At the end: the recipe modules import the interface above.
+from selfplay.recipes.rlvr import RLVRRecipe  # noqa: E402
+from selfplay.recipes.spiral import SpiralRecipe  # noqa: E402
+
+RECIPES: dict[str, type[Recipe]] = {"rlvr": RLVRRecipe, "spiral": SpiralRecipe}

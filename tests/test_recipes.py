@@ -1,0 +1,99 @@
+"""The contract every registered recipe passes: killed with SIGKILL mid-training and resumed,
+a run equals one never interrupted (metrics and weights). A recipe added to RECIPES without
+a tiny configuration here fails the first test, so no recipe escapes the contract."""
+
+from __future__ import annotations
+
+import ast
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from selfplay.metrics import read_metrics
+from selfplay.recipes import RECIPES, recipe_class
+from selfplay.runs import latest_checkpoint
+
+# recipe -> (preset, overrides): 8 steps, a checkpoint every 3, evaluations every 4
+CONTRACT = {
+    "spiral": ("spiral_tictactoe_tiny", ["recipe.samples_per_step=32", "recipe.parallel_games=16",
+                                         "recipe.eval_games=8"]),
+    "rlvr": ("rlvr_tiny", ["recipe.prompts_per_step=8", "recipe.answers_per_prompt=4", "recipe.eval_size=16"]),
+}
+COMMON = ["steps=8", "save_every=3", "eval.every=4", "threads=1", "time_limit_minutes=null"]
+
+
+def test_every_registered_recipe_is_held_to_the_contract():
+    assert set(CONTRACT) == set(RECIPES), "give every recipe in RECIPES a tiny contract configuration here"
+
+
+def test_an_unknown_recipe_lists_the_choices():
+    with pytest.raises(ValueError, match=r"unknown recipe 'lsq'; available: rlvr, spiral"):
+        recipe_class("lsq")
+
+
+def assert_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path: Path, preset: str, overrides: list[str],
+                                                            weights: tuple[str, ...] = ("",)) -> list[dict]:
+    """Train `preset` 8 steps straight; train it again, SIGKILL it once its step-6 checkpoint
+    exists, resume with `--resume`; assert the two runs' metrics (but timings) and the final
+    weights of each `weights` subfolder of the checkpoint are identical. Returns the metrics."""
+    env = {**os.environ, "SELFPLAY_NO_PROGRESS": "1"}
+    straight, crashed = tmp_path / "straight", tmp_path / "crashed"
+
+    def train(run_dir: Path) -> list[str]:
+        return [sys.executable, "-m", "selfplay.cli", "train", preset, f"output_dir={run_dir}", *COMMON, *overrides]
+
+    done = subprocess.run(train(straight), env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    proc = subprocess.Popen(train(crashed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (crashed / "checkpoints" / "step-000006").exists():
+        assert proc.poll() is None, "the run ended before it could be killed"
+        assert time.time() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    resumed = subprocess.run([sys.executable, "-m", "selfplay.cli", "train", "--resume", str(crashed)],
+                             env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+
+    def comparable(rows):
+        return [{k: v for k, v in r.items() if not k.startswith(("time/", "throughput/"))} for r in rows]
+
+    a, b = read_metrics(straight), read_metrics(crashed)
+    assert [r["step"] for r in b] == list(range(1, 9))
+    assert comparable(a) == comparable(b)
+    assert any(k.startswith("eval/") for k in b[-1])  # the evaluations ran, and agree
+    for sub in weights:
+        wa = AutoModelForCausalLM.from_pretrained(latest_checkpoint(straight) / sub).state_dict()
+        wb = AutoModelForCausalLM.from_pretrained(latest_checkpoint(crashed) / sub).state_dict()
+        assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    return b
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe", sorted(CONTRACT))
+def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path, recipe):
+    preset, overrides = CONTRACT[recipe]
+    assert_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path, preset, overrides)
+
+
+def test_the_trainer_knows_nothing_of_games_agents_or_evals():
+    source = Path(__file__).parent.parent / "selfplay" / "trainer.py"
+    imported = set()
+    for node in ast.walk(ast.parse(source.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module)
+        elif isinstance(node, ast.Import):
+            imported.update(alias.name for alias in node.names)
+    assert imported, "no imports found: the test reads the wrong file"
+    banned = [m for m in imported if m.startswith(("selfplay.games", "selfplay.agents", "selfplay.evals",
+                                                   "selfplay.recipes.", "selfplay.tasks"))]
+    assert not banned, f"trainer.py imports {banned}"
+    assert "selfplay.recipes" in imported  # it runs recipes through the interface only
