@@ -19,7 +19,7 @@ Choices, each an option:
   advantage has no std either, so the comparison changes one thing only: where the
   problems come from.
 - `format_reward` (0 by default): a small reward for a well-formed wrong answer, for a
-  randomly initialised model that must first learn to answer with a number and stop.
+  randomly initialised model that must first learn to answer with a number at all.
 - The prompt set is a task family's training split, drawn afresh each step (with
   repeats), not a fixed list walked in epochs: the same thing for a family of thousands
   of problems, and it needs no position to save.
@@ -44,6 +44,7 @@ from selfplay.rollout.sample import Sample
 from selfplay.seeding import derive_seed
 from selfplay.tasks import Grade, Problem
 from selfplay.tasks import make as make_task
+from selfplay.tasks.evaluation import held_out_accuracy
 
 ROLE = "solver"  # the one role: the model answering (LSP's Solver)
 
@@ -145,22 +146,11 @@ class RLVRRecipe(Recipe):
     # ---- evaluate: held-out accuracy ---------------------------------------------------------
     def evaluate(self, step: int) -> Evaluation:
         """Accuracy on the fixed held-out problems at `eval_sampling` (greedy at temperature 0),
-        with the evaluator's weights."""
-        prompts = [self.prompt_ids(problem) for problem in self.held_out]
-        generations = self.policy.eval_generator.generate(prompts, self.context.eval_sampling,
-                                                          seed=derive_seed(self.context.seed, step, "evaluation"))
-        grades = [self.task.grade(problem, g.text) for problem, g in zip(self.held_out, generations)]
-        prefix = f"eval/{self.cfg.task}"
-        metrics = {
-            f"{prefix}/accuracy": sum(grade.score == 1.0 for grade in grades) / len(grades),
-            f"{prefix}/well_formed": sum(grade.well_formed for grade in grades) / len(grades),
-            f"{prefix}/response_length": sum(len(g.response_ids) for g in generations) / len(generations),
-        }
-        transcripts = [
-            {"step": step, "task": self.cfg.task, "prompt": self.task.prompt(problem), "response": g.text,
-             "answer": problem.answer, "score": grade.score, "reason": grade.reason}
-            for problem, g, grade in list(zip(self.held_out, generations, grades))[:self.cfg.eval_transcripts]
-        ]
+        with the evaluator's weights: `eval/<task>/accuracy`, and a few transcripts."""
+        metrics, transcripts = held_out_accuracy(
+            self.task, self.held_out, self.prompt_ids, self.policy.eval_generator, self.context.eval_sampling,
+            seed=derive_seed(self.context.seed, step, "evaluation"), step=step,
+            transcripts=self.cfg.eval_transcripts)
         return Evaluation(metrics, transcripts)
 
     # ---- state: none -------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Verifiable task families: problems with an exact answer that a pure function checks.
 
-A family is the task side of RLVR and of LSP's Solver, as a game is for SPIRAL: it knows
-nothing of models. Every family does four things:
+A family is to RLVR and to LSP's Solver what a game is to SPIRAL: rules only, nothing
+about models.
 
     task = make("arithmetic", style="compact", digits=1, operators="+")
     problem = task.sample(rng)        # a training problem, reproducible from a random.Random
@@ -9,7 +9,7 @@ nothing of models. Every family does four things:
     check = task.check_query(text)    # is this text a problem of the family? (Check.problem has
                                       # the exact answer, computed by the family's own parser)
     task.prompt(problem)              # the text the model sees, in the family's style
-    grade = task.grade(problem, response_text)   # Grade(score, reason); never raises
+    grade = task.grade(problem, response_text)   # Grade(score, reason, well_formed); never raises
 
 Styles, as for games: `compact` (few characters, for the tiny char-level models: `3+4=`
 answered `7`) and `chat` (a natural-language request for a `\\boxed{}` answer, for real
