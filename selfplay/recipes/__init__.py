@@ -97,7 +97,8 @@ def recipe_class(name: str) -> type[Recipe]:
 
 
 # At the end: the recipe modules import the interface above.
+from selfplay.recipes.lsp import LSPRecipe  # noqa: E402
 from selfplay.recipes.rlvr import RLVRRecipe  # noqa: E402
 from selfplay.recipes.spiral import SpiralRecipe  # noqa: E402
 
-RECIPES: dict[str, type[Recipe]] = {"rlvr": RLVRRecipe, "spiral": SpiralRecipe}
+RECIPES: dict[str, type[Recipe]] = {"lsp": LSPRecipe, "rlvr": RLVRRecipe, "spiral": SpiralRecipe}

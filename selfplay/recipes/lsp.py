@@ -1,0 +1,298 @@
+"""LSP, Language Self-Play: one model challenges itself and answers (ALGORITHMS.md section 2).
+
+Each step the Challenger (the policy given the challenger prompt) writes N queries q_i; the
+Solver (the same policy, the query as an ordinary user turn) writes G answers a_i^j to each;
+a reward source scores every answer: R(q, a).
+
+    V(q)  = mean_j R(q, a^j)                 the query's value (low: hard)
+    A_sol = R(q, a) - V(q)                   no division by a std
+    r_ch  = -V(q)                            the Challenger is paid for queries the Solver fails
+    A_ch  = r_ch - mean_i r_ch = Vbar - V(q)
+    L     = L_sol + alpha_ch * L_ch          L_sol averaged over the N*G answers, L_ch over the N queries
+
+With the quality self-reward (LSP; `quality: false` is LSP-Zero) the frozen reference model
+grades every answer with the 7-point rubric: R_Q(q, a) in [0, 7], scaled by `quality_scale`.
+The Solver's reward is R + R_Q and the Challenger's -V(q) + V_Q(q), V_Q(q) = mean_j R_Q(q, a^j):
+the game is no longer zero-sum, which keeps the Challenger's queries meaningful. Both roles
+are regularised by the trainer's KL to the reference (`optim.kl_coef`, 0.05 in the paper).
+
+Deviations from the paper, each an option:
+- The KL term: the paper writes the sequence log-ratio inside the loss, whose gradient is
+  zero in expectation (it does not regularise). Default: a per-token k3 estimate
+  (`optim.kl_estimator: k3`, `optim.kl_per: token`); the literal form is
+  `optim.kl_estimator: k1`, `optim.kl_per: sequence`, kept to show it is inert.
+- A query that is not a problem of the task family (verifiable rewards), or is one of the
+  family's held-out problems (kept for evaluation: no Challenger may train on them), gets no
+  answers and the Challenger reward `invalid_query_reward` (-2: below any valid query's -V(q)).
+- `challenger_reward`: `lsp` (-V(q), the paper's, the only monotone one) or the follow-ups'
+  `rzero` (1 - 2|p - 1/2|, p the agreement of the answers with their majority) and
+  `learnability` (AZR's 1 - s iff 0 < s < 1, s the solve rate).
+- The scales of R and R_Q (`reward_scale`, `quality_scale`) are options: the paper does
+  not say how its reward model's unbounded score is weighed against the 0-7 quality score.
+- `style: compact` lets a tiny model on a CPU play: a few-character challenger prompt, and a
+  `compact_template` whose `{}` slots the Challenger fills one character each (`{}+{}`: it
+  writes `34` and asks `3+4`), so that a randomly initialised model writes a valid query
+  about once in 150 tries instead of once in ten thousand. `chat` is the paper's form: the
+  Challenger writes the whole request.
+- `format_reward` (0 by default): R of a wrong answer of the right form, as in RLVR, for a
+  model that must first learn to answer with a number.
+
+Sections: config, collect (challenge, solve, rewards), advantages, evaluate, state.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from selfplay.algorithms.advantages import learnability_reward, lsp_advantages, rzero_reward
+from selfplay.models.loading import render_prompt
+from selfplay.recipes import Batch, Evaluation, Recipe, RecipeSection
+from selfplay.rewards import Score, make_reward
+from selfplay.rollout.sample import Sample
+from selfplay.seeding import derive_seed
+from selfplay.tasks import make as make_task
+from selfplay.tasks.evaluation import held_out_accuracy
+
+SOLVER, CHALLENGER = "solver", "challenger"
+
+# The Challenger's prompt in chat style: what the paper's prompt asks, in our own words.
+CHALLENGER_PROMPT = (
+    "You are writing a task for another assistant, to test how well it can do {task_kind}.\n"
+    "Write exactly one request, the way a user would ask it, following this template: {template}\n"
+    "Make it hard enough that a careless answer would be wrong. Do not include the answer, "
+    "any hints, or anything but the request itself."
+)
+
+
+# ---- config ---------------------------------------------------------------------------------
+class Config(RecipeSection):
+    name: Literal["lsp"] = "lsp"
+    task: str = "arithmetic"  # the task family the queries belong to (selfplay.tasks); its grader is R
+    task_options: dict[str, Any] = {}  # the family's template, e.g. {digits: 1, terms: 2, operators: "+-"}
+    style: Literal["compact", "chat"] = "compact"  # compact: tiny models on a CPU; chat: the paper's prompts
+    task_kind: str = "arithmetic"  # chat: what the Challenger is told the task is about
+    template: str = "an arithmetic expression over whole numbers, such as 37+5*2"  # chat: the form of a query
+    compact_prompt: str = "Q:"  # compact: the Challenger's whole prompt (a few characters)
+    # compact: the query's form; the Challenger's characters fill the `{}` slots one each ("": its
+    # text is the query as written)
+    compact_template: str = "{}+{}"
+    queries_per_step: int = Field(8, gt=0)  # N (paper: 8)
+    answers_per_query: int = Field(8, ge=2)  # G (the paper does not say)
+    query_max_new_tokens: int | None = Field(None, gt=0)  # the Challenger's length limit (None: sampling's)
+    alpha_ch: float = Field(1.0, ge=0)  # L = L_sol + alpha_ch * L_ch
+    reward: str = "verifiable"  # R: verifiable | reward_model:PATH_OR_ID | judge | judge:openai:MODEL
+    reward_scale: float = Field(1.0, gt=0)
+    format_reward: float = Field(0.0, ge=0, lt=1)  # verifiable R of a wrong answer of the right form
+    quality: bool = True  # LSP (the quality self-reward R_Q) or LSP-Zero (False)
+    quality_judge: str = "judge"  # who gives R_Q: judge (the frozen reference) | judge:openai:MODEL
+    quality_scale: float = Field(1 / 7, ge=0)  # R_Q = scale * rubric points (0-7)
+    judge_max_new_tokens: int = Field(512, gt=0)  # the local judge's answer: a justification, then the score
+    judge_temperature: float = Field(0.0, ge=0)  # 0: greedy
+    challenger_reward: Literal["lsp", "rzero", "learnability"] = "lsp"
+    invalid_query_reward: float = -2.0  # r_ch of a query that is not a (training) problem of the family
+    eval_size: int = Field(256, gt=0)  # held-out problems per evaluation (verifiable tasks)
+    eval_transcripts: int = Field(4, ge=0)
+
+    @model_validator(mode="after")
+    def _known_task_and_sources(self):
+        make_task(self.task, style=self.style, **self.task_options)  # unknown names and options list the choices
+        for key, spec in (("reward", self.reward), ("quality_judge", self.quality_judge)):
+            kind = spec.split(":", 1)[0]
+            if kind not in ("verifiable", "reward_model", "judge"):
+                raise ValueError(f"recipe.{key}: unknown reward source {spec!r}; "
+                                 "available: verifiable, reward_model:PATH_OR_ID, judge, judge:openai:MODEL")
+        if self.challenger_reward == "learnability" and self.reward != "verifiable":
+            raise ValueError("recipe.challenger_reward=learnability needs a solve rate: use recipe.reward=verifiable")
+        return self
+
+
+# ---- the recipe -------------------------------------------------------------------------------
+class LSPRecipe(Recipe):
+    name = "lsp"
+    Config = Config
+
+    def __init__(self, cfg: Config, policy, context):
+        super().__init__(cfg, policy, context)
+        self.task = make_task(cfg.task, style=cfg.style, **cfg.task_options)
+        self.held_out = self.task.held_out(cfg.eval_size)
+        self.verifiable = cfg.reward == "verifiable"
+        self.reward_source = self._source(cfg.reward)
+        self.judge = self._source(cfg.quality_judge) if cfg.quality else None
+        tokenizer = policy.tokenizer
+        if cfg.style == "compact":
+            self.challenger_prompt = tokenizer(cfg.compact_prompt, add_special_tokens=False)["input_ids"]
+        else:
+            text = CHALLENGER_PROMPT.format(task_kind=cfg.task_kind, template=cfg.template)
+            self.challenger_prompt = render_prompt(tokenizer, text, use_chat_template=policy.use_chat_template)
+
+    def _source(self, spec: str):
+        """A reward source; a judge runs on the frozen reference model (no second copy of the policy)."""
+        if spec == "verifiable":
+            return make_reward(spec, task=self.task, format_reward=self.cfg.format_reward)
+        if spec == "judge":
+            reference = self.policy.reference
+            sampling = replace(self.context.sampling, temperature=self.cfg.judge_temperature,
+                               max_new_tokens=self.cfg.judge_max_new_tokens)
+            return make_reward(spec, model=reference, tokenizer=self.policy.tokenizer,
+                               generator=self.policy.generator_for(reference), sampling=sampling,
+                               seed=derive_seed(self.context.seed, 2, "offset"))
+        return make_reward(spec)
+
+    def prompt_ids(self, text: str) -> list[int]:
+        if self.cfg.style == "compact":  # raw characters: a handful of tokens for a tiny model
+            return self.policy.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return render_prompt(self.policy.tokenizer, text, use_chat_template=self.policy.use_chat_template)
+
+    def solver_prompt(self, query: str, problem) -> str:
+        """The query as the Solver sees it: a verifiable family asks its problems its own way
+        (`3+4=` in compact style); any other query is the user's message as written."""
+        return self.task.prompt(problem) if problem is not None else query
+
+    # ---- collect: the Challenger writes N queries, the Solver answers each G times ------------
+    def collect(self, step: int) -> Batch:
+        cfg, seed = self.cfg, self.context.seed
+        query_sampling = replace(self.context.sampling,
+                                 max_new_tokens=cfg.query_max_new_tokens or self.context.sampling.max_new_tokens)
+        queries = self.policy.generator.generate([self.challenger_prompt] * cfg.queries_per_step, query_sampling,
+                                                 seed=derive_seed(seed, 2 * step, "generation"))
+        texts = [self.query_text(q.text) for q in queries]
+        checks = [self.check(text) if self.fills_template(q.text) else (False, "too short to fill the template", None)
+                  for q, text in zip(queries, texts)]
+        valid = [i for i, (ok, _, _) in enumerate(checks) if ok]
+
+        owners = [i for i in valid for _ in range(cfg.answers_per_query)]  # the query each answer answers
+        prompts = [self.prompt_ids(self.solver_prompt(texts[i], checks[i][2])) for i in owners]
+        answers = self.policy.generator.generate(prompts, self.context.sampling,
+                                                 seed=derive_seed(seed, 2 * step + 1, "generation")) if prompts else []
+
+        # rewards: R from the reward source, R_Q from the judge, each in one batched call
+        pairs = [(texts[i], a.text) for i, a in zip(owners, answers)]
+        R = self.reward_source.score(pairs) if pairs else []
+        R_Q = self.judge.score(pairs) if self.judge and pairs else [Score(0.0, "LSP-Zero")] * len(pairs)
+
+        samples = []
+        for i, answer, r, q in zip(owners, answers, R, R_Q):
+            samples.append(Sample(
+                prompt_ids=answer.prompt_ids, response_ids=answer.response_ids, logprobs=answer.logprobs,
+                task=cfg.task, role=SOLVER, episode_id=step * cfg.queries_per_step + i,
+                reward=r.value * cfg.reward_scale + q.value * cfg.quality_scale, group=f"{step}:{i}",
+                truncated=answer.truncated,
+                info={"text": answer.text, "solved": r.value >= 1.0, "R": r.value * cfg.reward_scale, "R_Q": q.value * cfg.quality_scale,
+                      "reason": r.reason, "judge_parsed": q.parsed},
+            ))
+        n_solver, batch_size = len(samples), len(samples) + len(queries)
+        for i, query in enumerate(queries):
+            own = [s for s in samples if s.group == f"{step}:{i}"]
+            samples.append(Sample(
+                prompt_ids=query.prompt_ids, response_ids=query.response_ids, logprobs=query.logprobs,
+                task=cfg.task, role=CHALLENGER, episode_id=step * cfg.queries_per_step + i,
+                reward=self.challenger_reward(own, checks[i][0]), group=f"{step}:{i}", truncated=query.truncated,
+                # the learner averages over the whole batch: these weights make it L_sol (mean over the
+                # N*G answers) + alpha_ch * L_ch (mean over the N queries)
+                weight=cfg.alpha_ch * batch_size / len(queries),
+                info={"text": texts[i], "valid": checks[i][0], "reason": checks[i][1]},
+            ))
+        for s in samples[:n_solver]:
+            s.weight = batch_size / n_solver
+        return Batch(samples, self.step_metrics(samples, texts, checks))
+
+    def query_text(self, written: str) -> str:
+        """The query the Challenger's text makes: in compact style with a template, its first
+        characters fill the template's slots; otherwise the text itself."""
+        template = self.cfg.compact_template if self.cfg.style == "compact" else ""
+        slots = template.count("{}")
+        if not slots:
+            return written.strip()
+        return _fill(template, written[:slots]) if len(written) >= slots else written
+
+    def fills_template(self, written: str) -> bool:
+        """Whether the Challenger wrote a character for every slot of the compact template."""
+        slots = self.cfg.compact_template.count("{}") if self.cfg.style == "compact" else 0
+        return len(written) >= slots
+
+    def check(self, query: str):
+        """(valid, reason, problem): a verifiable reward needs a training problem of the family
+        (held-out problems are kept for evaluation); any other reward takes any non-empty text."""
+        if self.verifiable:
+            check = self.task.check_query(query)
+            if check.problem is not None and self.task.is_held_out(check.problem):
+                return False, "a held-out problem (kept for evaluation)", None
+            return check.problem is not None, check.reason, check.problem
+        return bool(query), "ok" if query else "empty query", None
+
+    # ---- rewards ---------------------------------------------------------------------------------
+    def challenger_reward(self, answers: list[Sample], valid: bool) -> float:
+        """r_ch = -V(q) + V_Q(q) (LSP), -V(q) (LSP-Zero), or a follow-up's reward of the answers."""
+        if not valid:
+            return self.cfg.invalid_query_reward
+        V = sum(s.info["R"] for s in answers) / len(answers)
+        V_Q = sum(s.info["R_Q"] for s in answers) / len(answers)
+        if self.cfg.challenger_reward == "rzero":  # p: agreement with the majority answer
+            p = Counter(s.info["text"].strip() for s in answers).most_common(1)[0][1] / len(answers)
+            return rzero_reward(p) + V_Q
+        if self.cfg.challenger_reward == "learnability":  # s: the solve rate (a format reward is no solve)
+            return learnability_reward(sum(s.info["solved"] for s in answers) / len(answers)) + V_Q
+        return -V + V_Q
+
+    def step_metrics(self, samples: list[Sample], queries: list[str], checks) -> dict[str, float]:
+        """The degeneration signals: query length and variety, code answers, R and R_Q apart,
+        judge parse failures."""
+        solver = [s for s in samples if s.role == SOLVER]
+        challenger = [s for s in samples if s.role == CHALLENGER]
+        n = max(len(solver), 1)
+        return {
+            "lsp/valid_queries": sum(ok for ok, _, _ in checks) / len(checks),
+            "lsp/query_length": sum(len(q) for q in queries) / len(queries),
+            "lsp/distinct_queries": len(set(queries)) / len(queries),
+            "lsp/solver_reward": sum(s.info["R"] for s in solver) / n,  # R on fresh queries
+            "lsp/quality_reward": sum(s.info["R_Q"] for s in solver) / n,
+            "lsp/judge_parse_failures": sum(not s.info["judge_parsed"] for s in solver) / n if self.judge else 0.0,
+            "lsp/code_answers": sum(looks_like_code(s.info["text"]) for s in solver) / n,
+            "lsp/challenger_reward": sum(s.reward for s in challenger) / len(challenger),
+            "lsp/answer_length": sum(len(s.response_ids) for s in solver) / n,
+        }
+
+    # ---- advantages ------------------------------------------------------------------------------
+    def advantages(self, batch: Batch) -> list[Sample]:
+        """A_sol = R - V(q); A_ch = r_ch - mean(r_ch) (Vbar - V(q) with r_ch = -V(q))."""
+        return lsp_advantages(batch.samples, SOLVER, CHALLENGER)
+
+    # ---- evaluate: the Solver on held-out problems no Challenger wrote ---------------------------
+    def evaluate(self, step: int) -> Evaluation:
+        if not self.verifiable:
+            return Evaluation({})
+        metrics, transcripts = held_out_accuracy(
+            self.task, self.held_out, lambda p: self.prompt_ids(self.task.prompt(p)), self.policy.eval_generator,
+            self.context.eval_sampling, derive_seed(self.context.seed, step, "evaluation"), step,
+            self.cfg.eval_transcripts)
+        return Evaluation(metrics, transcripts)
+
+    # ---- state -----------------------------------------------------------------------------------
+    # A step's sampling seeds are functions of (seed, step) and the held-out set is fixed; only
+    # a judge that samples keeps a call count.
+    def save(self, folder: Path) -> None:
+        state = {"reward": self.reward_source.state_dict(), "judge": self.judge.state_dict() if self.judge else None}
+        (folder / "lsp.json").write_text(json.dumps(state))
+
+    def load(self, folder: Path) -> None:
+        state = json.loads((folder / "lsp.json").read_text())
+        self.reward_source.load_state_dict(state["reward"])
+        if self.judge:
+            self.judge.load_state_dict(state["judge"])
+
+
+def _fill(template: str, characters: str) -> str:
+    """`_fill("{}+{}", "34")` -> "3+4": each `{}` takes the next character, literally."""
+    parts = template.split("{}")
+    return "".join(part + char for part, char in zip(parts, characters)) + parts[-1]
+
+
+def looks_like_code(text: str) -> bool:
+    """An answer written as code (LSP-Zero's reward hack: ordinary questions answered in Python)."""
+    return "```" in text or "def " in text or "import " in text

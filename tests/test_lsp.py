@@ -1,0 +1,510 @@
+"""The LSP recipe (ALGORITHMS.md section 2): the Challenger's queries, their checks, the
+Solver's graded answers, both roles' rewards, weights and advantages, the held-out
+evaluation and the recipe's state, on the real tiny model and the real arithmetic family."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+
+from selfplay.config import ConfigError, load_config
+from selfplay.models.generation import SamplingParams
+from selfplay.models.policy import Policy
+from selfplay.recipes import Batch, RecipeContext, recipe_class
+from selfplay.recipes.lsp import CHALLENGER, SOLVER, Config, LSPRecipe, _fill, looks_like_code
+from selfplay.rollout.sample import Sample
+
+PRESET = Path(__file__).resolve().parents[1] / "selfplay" / "configs" / "lsp_tiny.yaml"
+# N = 32 queries a step: the random tiny model writes a valid sum about once in 30-100 tries
+SMALL = ["recipe.queries_per_step=32", "recipe.answers_per_query=3", "recipe.eval_size=16"]
+
+
+def load(overrides=()):
+    return load_config(PRESET, [*SMALL, *overrides])
+
+
+def new_policy(cfg=None):
+    cfg = cfg or load()
+    return Policy(cfg.model, cfg.optim, cfg.sampling, cfg.seed)
+
+
+def build(policy, tmp_path, overrides=(), seed=0) -> LSPRecipe:
+    """The recipe as the trainer builds it: its config section, the Policy and a RecipeContext."""
+    cfg = load(overrides)
+    s = cfg.sampling
+    context = RecipeContext(seed=seed, run_dir=Path(tmp_path), steps=10,
+                            sampling=SamplingParams(s.temperature, s.top_p, s.max_new_tokens),
+                            eval_sampling=SamplingParams(cfg.eval.temperature, s.top_p, s.max_new_tokens))
+    recipe = recipe_class(cfg.recipe.name)(cfg.recipe, policy, context)
+    assert isinstance(recipe, LSPRecipe)
+    return recipe
+
+
+@pytest.fixture(scope="module")
+def policy():
+    """The preset's random tiny model. Collecting never changes its weights (only a trainer
+    does) and every generate call is seeded, so the tests can share it."""
+    return new_policy()
+
+
+def challengers(batch):
+    return [s for s in batch.samples if s.role == CHALLENGER]
+
+
+def solvers(batch, group=None):
+    return [s for s in batch.samples if s.role == SOLVER and (group is None or s.group == group)]
+
+
+def mixed_step(recipe, steps=range(60), also=lambda batch: True):
+    """The first step whose queries are some valid and some not, and that passes `also` (the
+    random model writes a valid sum rarely; every step is a pure function of (seed, step))."""
+    for step in steps:
+        batch = recipe.collect(step)
+        valid = [c for c in challengers(batch) if c.info["valid"]]
+        if valid and len(valid) < len(challengers(batch)) and also(batch):
+            return step, batch
+    raise AssertionError("no step with a valid query: has the tiny model or the seed changed?")
+
+
+def solver(group, R, R_Q=0.0, text="7", parsed=True, length=2, solved=None):
+    # solved: the answer was exactly right (R >= 1 with any reward_scale >= 1 and format_reward < 1)
+    return Sample(prompt_ids=[1], response_ids=[2] * length, logprobs=[-1.0] * length, task="arithmetic",
+                  role=SOLVER, episode_id=0, reward=R + R_Q, group=group,
+                  info={"text": text, "R": R, "R_Q": R_Q, "judge_parsed": parsed,
+                        "solved": R >= 1.0 if solved is None else solved})
+
+
+def challenger(group, reward, text="1+2"):
+    return Sample(prompt_ids=[1], response_ids=[2, 3], logprobs=[-1.0, -1.0], task="arithmetic",
+                  role=CHALLENGER, episode_id=0, reward=reward, group=group, info={"text": text})
+
+
+# ---------------------------------------------------------------- 1. the query the Challenger's text makes
+
+def test_fill_puts_one_character_in_each_slot():
+    assert _fill("{}+{}", "34") == "3+4"
+    assert _fill("({})*{}=", "12") == "(1)*2="  # the text after the last slot is kept
+    assert _fill("{}+{}", "{}") == "{+}"  # the characters are taken literally, not as slots
+
+
+def test_query_text_compact_fills_the_template_and_keeps_a_short_text_as_written(policy, tmp_path):
+    lsp = build(policy, tmp_path)
+    assert lsp.cfg.style == "compact" and lsp.cfg.compact_template == "{}+{}"
+    assert lsp.query_text("34") == "3+4"
+    assert lsp.query_text("345") == "3+4"  # one character per slot; the rest is dropped
+    assert lsp.query_text(" 4") == " +4"  # whitespace fills a slot like any character (and is not a number)
+    assert lsp.check(" +4")[0] is False
+    # one character cannot fill two slots: the query is the text as written, and refused
+    assert lsp.query_text("l") == "l"
+    ok, reason, problem = lsp.check("l")
+    assert (ok, problem) == (False, None) and reason == "unexpected character 'l' at position 0"
+    assert lsp.query_text("") == ""
+    assert lsp.check("")[:2] == (False, "the query is empty")
+
+
+def test_query_text_without_a_template_is_the_text_stripped(policy, tmp_path):
+    lsp = build(policy, tmp_path, ["recipe.compact_template=''"])
+    assert lsp.cfg.compact_template == ""
+    assert lsp.query_text("  3+4 \n") == "3+4"
+    assert lsp.query_text("34") == "34"
+
+
+def test_chat_style_ignores_the_compact_template(policy, tmp_path):
+    lsp = build(policy, tmp_path, ["recipe.style=chat"])
+    assert lsp.cfg.compact_template == "{}+{}"  # set, but not used in chat style
+    assert lsp.query_text("  What is 3+4?\n") == "What is 3+4?"
+    assert lsp.query_text("34") == "34"
+    prompt = policy.tokenizer.decode(lsp.challenger_prompt)
+    assert prompt.startswith("<|im_start|>user\nYou are writing a task for another assistant")
+    assert "following this template: an arithmetic expression over whole numbers" in prompt
+
+
+def test_a_digit_too_short_for_the_template_is_refused(policy, tmp_path):
+    lsp = build(policy, tmp_path)
+    query = lsp.query_text("7")  # the Challenger stopped after one character
+    assert query == "7" and not lsp.fills_template("7") and lsp.fills_template("73")
+    # collect refuses such queries before checking them: no step has a valid query of fewer characters
+    for step in range(30):
+        batch = lsp.collect(step)
+        for s in batch.samples:
+            if s.role == CHALLENGER and len(lsp.policy.tokenizer.decode(s.response_ids, skip_special_tokens=True)) < 2:
+                assert s.info["valid"] is False and s.info["reason"] == "too short to fill the template"
+
+
+# ---------------------------------------------------------------- 2. check: training problems only
+
+def test_check_takes_a_training_sum_with_its_problem(policy, tmp_path):
+    lsp = build(policy, tmp_path)
+    assert not lsp.task.is_held_out(lsp.task.check_query("4+3").problem)
+    ok, reason, problem = lsp.check("4+3")
+    assert (ok, reason) == (True, "ok")
+    assert (problem.text, problem.answer) == ("4+3", "7")
+    ok, _, problem = lsp.check(" 4 + 3 =")  # the family's own parser reads it into its canonical form
+    assert ok and (problem.text, problem.answer) == ("4+3", "7")
+
+
+def test_check_refuses_the_held_out_problems(policy, tmp_path):
+    lsp = build(policy, tmp_path)
+    held_out = lsp.task.held_out(256)
+    assert len(held_out) == 23 and held_out[0].text == "8+7"  # the preset's whole evaluation set
+    for p in held_out:
+        ok, reason, problem = lsp.check(p.text)
+        assert (ok, problem) == (False, None)
+        assert "held-out" in reason
+    assert lsp.held_out == held_out[:16]  # eval_size=16: a prefix of the same fixed set
+
+
+@pytest.mark.parametrize("query", ["", "3+", "ab", "__import__('os')", "1234567890+1", "(" * 17 + "1" + ")" * 17,
+                                   "9" * 201, "3/4", "3*4", "-3+4", "03+4", "٣+4", "3+4\n7"])
+def test_check_refuses_garbage_with_a_reason_and_never_raises(policy, tmp_path, query):
+    lsp = build(policy, tmp_path)
+    ok, reason, problem = lsp.check(query)
+    assert (ok, problem) == (False, None)
+    assert isinstance(reason, str) and reason and reason != "ok"
+
+
+def test_check_reads_the_familys_grammar_not_its_difficulty(policy, tmp_path):
+    """The family's grammar, not its draw options (digits: 1, terms: 2), decides what a problem
+    is: longer numbers, more terms and a bare number are problems. The compact template keeps
+    the tiny Challenger inside the options; a chat Challenger that writes whole queries is not."""
+    lsp = build(policy, tmp_path)
+    assert lsp.check("9999+1")[0] is True and lsp.check("9999+1")[2].answer == "10000"
+    assert lsp.check("1+2+3")[0] is True
+    assert lsp.check("34")[:2] == (True, "ok")
+
+
+def test_a_non_verifiable_reward_takes_any_non_empty_query(policy, tmp_path):
+    lsp = build(policy, tmp_path, ["recipe.reward=judge", "recipe.quality=false"])
+    assert lsp.verifiable is False and lsp.judge is None
+    assert lsp.check("Write a haiku about the sea.") == (True, "ok", None)
+    assert lsp.check("8+7") == (True, "ok", None)  # no held-out split without a task grader
+    assert lsp.check("") == (False, "empty query", None)
+
+
+# ---------------------------------------------------------------- 3. collect on the real tiny model
+
+COLLECTED = ["recipe.answers_per_query=4", "recipe.reward_scale=2.0", "recipe.alpha_ch=0.5",
+             "recipe.invalid_query_reward=-3"]
+
+
+@pytest.fixture(scope="module")
+def collected(policy, tmp_path_factory):
+    """A step with valid and invalid queries and an answer worth something: N = 32, G = 4, R
+    scaled by 2, a format reward of 0.2 (the preset's), alpha_ch = 0.5, invalid queries paid -3."""
+    lsp = build(policy, tmp_path_factory.mktemp("collect"), COLLECTED)
+    step, batch = mixed_step(lsp, also=lambda batch: any(s.info["R"] > 0 for s in solvers(batch)))
+    return lsp, step, batch
+
+
+def test_collect_answers_every_valid_query_G_times_and_no_invalid_one(collected):
+    lsp, step, batch = collected
+    N, G, tokenizer = 32, 4, lsp.policy.tokenizer
+    ch = challengers(batch)
+    assert len(ch) == N  # one challenger sample per query
+    assert [c.group for c in ch] == [f"{step}:{i}" for i in range(N)]
+    assert [c.episode_id for c in ch] == [step * N + i for i in range(N)]
+    assert len(batch.samples) == N + G * sum(c.info["valid"] for c in ch)
+    for c in ch:
+        assert tokenizer.decode(c.prompt_ids) == "Q:"
+        assert len(c.response_ids) <= 2  # query_max_new_tokens: one character per slot
+        written = tokenizer.decode(c.response_ids, skip_special_tokens=True)
+        ok, reason, problem = (lsp.check(c.info["text"]) if lsp.fills_template(written)
+                               else (False, "too short to fill the template", None))
+        assert (c.info["valid"], c.info["reason"]) == (ok, reason)
+        own = solvers(batch, c.group)
+        if not ok:
+            assert own == []  # no answers to an invalid (or held-out) query
+            assert c.reward == -3.0  # invalid_query_reward
+            continue
+        assert len(own) == G
+        assert not lsp.task.is_held_out(problem)
+        for s in own:
+            assert s.episode_id == c.episode_id and s.task == "arithmetic"
+            assert tokenizer.decode(s.prompt_ids) == problem.text + "="  # the Solver sees `3+4=`
+            assert len(s.response_ids) == len(s.logprobs) <= 2
+            # the VerifiableReward, recomputed: 1 right, format_reward 0.2 for a wrong integer,
+            # 0 for anything else; times reward_scale 2. LSP-Zero: R_Q = 0.
+            grade = lsp.task.grade(problem, s.info["text"])
+            R = 1.0 if grade.score == 1.0 else 0.2 if grade.well_formed else 0.0
+            assert s.info["R"] == pytest.approx(2.0 * R)
+            assert s.info["R_Q"] == 0.0 and s.info["reason"] == grade.reason
+            assert s.reward == pytest.approx(2.0 * R + 0.0)  # R * reward_scale + R_Q * quality_scale
+        # r_ch = -V(q) + V_Q(q), V_Q = 0
+        assert c.reward == pytest.approx(-sum(s.info["R"] for s in own) / G)
+    assert {s.group for s in solvers(batch)} <= {c.group for c in ch if c.info["valid"]}
+    assert any(s.info["R"] > 0 for s in solvers(batch))  # the fixture's step has an answer worth 0.4 or 2
+
+
+def test_collect_weights_make_L_sol_plus_alpha_ch_L_ch(collected):
+    lsp, step, batch = collected
+    B, N = len(batch.samples), 32
+    sol, ch = solvers(batch), challengers(batch)
+    n_solver = len(sol)
+    assert n_solver + N == B
+    # the learner averages over all B samples: (1/B) sum w l = mean over answers + alpha_ch * mean over queries
+    assert all(s.weight == pytest.approx(B / n_solver) for s in sol)
+    assert all(c.weight == pytest.approx(0.5 * B / N) for c in ch)
+    assert sum(s.weight for s in sol) == pytest.approx(B)
+    assert sum(c.weight for c in ch) == pytest.approx(0.5 * B)
+
+
+def test_collect_metrics_describe_the_step(collected):
+    lsp, step, batch = collected
+    ch, sol = challengers(batch), solvers(batch)
+    m = batch.metrics
+    texts = [c.info["text"] for c in ch]
+    assert m["lsp/valid_queries"] == pytest.approx(sum(c.info["valid"] for c in ch) / 32)
+    assert m["lsp/query_length"] == pytest.approx(sum(map(len, texts)) / 32)
+    assert m["lsp/distinct_queries"] == pytest.approx(len(set(texts)) / 32)
+    assert m["lsp/solver_reward"] == pytest.approx(sum(s.info["R"] for s in sol) / len(sol))
+    assert m["lsp/challenger_reward"] == pytest.approx(sum(c.reward for c in ch) / 32)
+    assert m["lsp/judge_parse_failures"] == 0.0 and m["lsp/quality_reward"] == 0.0
+
+
+def test_a_step_is_a_pure_function_of_seed_and_step(collected, policy, tmp_path):
+    lsp, step, batch = collected
+    again = build(policy, tmp_path, COLLECTED).collect(step)
+    assert [(s.role, s.group, s.response_ids, s.reward) for s in again.samples] == \
+           [(s.role, s.group, s.response_ids, s.reward) for s in batch.samples]
+    other_seed = build(policy, tmp_path, seed=1).collect(step)
+    assert [c.response_ids for c in challengers(other_seed)] != [c.response_ids for c in challengers(batch)]
+
+
+# ---------------------------------------------------------------- 4. the Challenger's reward, by hand
+
+ANSWERS = dict(R=[1.0, 0.0, 0.0, 1.0], R_Q=[0.5, 0.5, 0.0, 0.0], text=["7", "7", "7", "3"])
+
+
+def answers(R, R_Q, text):
+    return [solver("0:0", r, q, t) for r, q, t in zip(R, R_Q, text)]
+
+
+def test_challenger_reward_lsp_is_minus_V_plus_V_Q(policy, tmp_path):
+    lsp = build(policy, tmp_path)
+    assert lsp.cfg.challenger_reward == "lsp"
+    # V = mean(1, 0, 0, 1) = 0.5; V_Q = mean(0.5, 0.5, 0, 0) = 0.25; -0.5 + 0.25 = -0.25
+    assert lsp.challenger_reward(answers(**ANSWERS), valid=True) == pytest.approx(-0.25)
+    # LSP-Zero's zero-sum reward: R_Q = 0 -> -V = -0.5
+    assert lsp.challenger_reward(answers(ANSWERS["R"], [0.0] * 4, ANSWERS["text"]), True) == pytest.approx(-0.5)
+    assert lsp.challenger_reward(answers(**ANSWERS), valid=False) == -2.0  # invalid_query_reward
+    assert lsp.challenger_reward([], valid=False) == -2.0
+
+
+def test_challenger_reward_rzero_peaks_at_half_agreement(policy, tmp_path):
+    lsp = build(policy, tmp_path, ["recipe.challenger_reward=rzero"])
+    # the majority "7" holds 3 of 4 answers: p = 0.75, 1 - 2|0.75 - 0.5| = 0.5; + V_Q 0.25 = 0.75
+    assert lsp.challenger_reward(answers(**ANSWERS), True) == pytest.approx(0.75)
+    # answers compared stripped: " 7", "7 ", "3", "3" split half and half: p = 0.5 -> 1; + V_Q 0
+    split = answers([0.0] * 4, [0.0] * 4, [" 7", "7 ", "3", "3"])
+    assert lsp.challenger_reward(split, True) == pytest.approx(1.0)
+    unanimous = answers([1.0] * 4, [0.0] * 4, ["7"] * 4)  # p = 1 -> 0
+    assert lsp.challenger_reward(unanimous, True) == pytest.approx(0.0)
+    assert lsp.challenger_reward(answers(**ANSWERS), False) == -2.0
+
+
+def test_challenger_reward_learnability_pays_for_sometimes_solved(policy, tmp_path):
+    lsp = build(policy, tmp_path, ["recipe.challenger_reward=learnability", "recipe.format_reward=0"])
+    # s = 0.5 -> 1 - 0.5 = 0.5; + V_Q 0.25 = 0.75
+    assert lsp.challenger_reward(answers(**ANSWERS), True) == pytest.approx(0.75)
+    never = answers([0.0] * 4, [0.5] * 4, ["1"] * 4)  # s = 0 -> 0; + V_Q 0.5
+    always = answers([1.0] * 4, [0.0] * 4, ["7"] * 4)  # s = 1 -> 0
+    assert lsp.challenger_reward(never, True) == pytest.approx(0.5)
+    assert lsp.challenger_reward(always, True) == pytest.approx(0.0)
+    # with reward_scale 2, R is 2 for a right answer: s = mean(R) / 2 = 0.25 -> 0.75
+    scaled = build(policy, tmp_path, ["recipe.challenger_reward=learnability", "recipe.format_reward=0",
+                                      "recipe.reward_scale=2", "recipe.invalid_query_reward=-5"])
+    assert scaled.challenger_reward(answers([2.0, 0.0, 0.0, 0.0], [0.0] * 4, ["7"] * 4), True) == \
+        pytest.approx(0.75)
+    assert scaled.challenger_reward([], False) == -5.0
+
+
+def test_the_reward_scale_enters_V_and_the_quality_scale_is_already_in_R_Q(policy, tmp_path):
+    lsp = build(policy, tmp_path, ["recipe.reward_scale=2"])
+    # info R holds R * reward_scale: [2, 0, 0, 2] -> V = 1; V_Q = 0.25: -1 + 0.25
+    assert lsp.challenger_reward(answers([2.0, 0.0, 0.0, 2.0], ANSWERS["R_Q"], ANSWERS["text"]), True) == \
+        pytest.approx(-0.75)
+
+
+def test_learnability_solve_rate_ignores_the_format_reward(policy, tmp_path):
+    lsp = build(policy, tmp_path, ["recipe.challenger_reward=learnability"])
+    assert lsp.cfg.format_reward == 0.2  # the preset's
+    # four wrong integers: R = 0.2 each (format reward), solve rate 0 -> never solved -> 0
+    wrong = answers([0.2] * 4, [0.0] * 4, ["1", "2", "3", "4"])
+    assert lsp.challenger_reward(wrong, True) == pytest.approx(0.0)  # not 1 - 0.2: a format reward is no solve
+
+
+# ---------------------------------------------------------------- 5. advantages
+
+def test_advantages_by_hand(policy, tmp_path):
+    lsp = build(policy, tmp_path)
+    samples = [solver("0:0", r) for r in (1.0, 0.0, 0.0, 1.0)] + [solver("0:1", r) for r in (0.2, 0.2, 1.0, 0.2)] \
+        + [challenger("0:0", -0.5), challenger("0:1", -0.4), challenger("0:2", -2.0)]
+    trained = lsp.advantages(Batch(samples))
+    assert trained == samples  # every sample is trained on
+    # A_sol = R - V(q): V = 0.5 and 0.4; A_ch = r_ch - mean(-0.5, -0.4, -2) = r_ch + 0.9666...
+    expected = [0.5, -0.5, -0.5, 0.5, -0.2, -0.2, 0.6, -0.2, -0.5 + 2.9 / 3, -0.4 + 2.9 / 3, -2.0 + 2.9 / 3]
+    assert [s.advantage for s in trained] == pytest.approx(expected)
+
+
+def test_advantages_on_a_collected_batch(collected):
+    lsp, step, batch = collected
+    batch = copy.deepcopy(batch)
+    trained = lsp.advantages(batch)
+    assert len(trained) == len(batch.samples)
+    ch = challengers(batch)
+    mean_r_ch = sum(c.reward for c in ch) / len(ch)
+    for s in trained:
+        if s.role == SOLVER:
+            group = solvers(batch, s.group)
+            assert s.advantage == pytest.approx(s.reward - sum(g.reward for g in group) / len(group))
+        else:
+            assert s.advantage == pytest.approx(s.reward - mean_r_ch)
+    assert sum(c.advantage for c in ch) == pytest.approx(0.0, abs=1e-9)
+
+
+# ---------------------------------------------------------------- 6. step metrics, by hand
+
+def test_looks_like_code():
+    assert looks_like_code("```python\nprint(7)\n```")
+    assert looks_like_code("def f(): return 7")
+    assert looks_like_code("import os")
+    assert not looks_like_code("7")
+    assert not looks_like_code("define seven")
+
+
+def test_step_metrics_by_hand(policy, tmp_path):
+    queries = ["1+2", "1+2", "a+b"]
+    p = build(policy, tmp_path).check("1+2")[2]
+    checks = [(True, "ok", p), (True, "ok", p), (False, "unexpected character 'a' at position 0", None)]
+    samples = [solver("0:0", 1.0, 0.5, "```python", parsed=True, length=2),
+               solver("0:0", 0.0, 0.0, "def f", parsed=False, length=4),
+               solver("0:1", 0.2, 0.0, "import os", parsed=False, length=2),
+               solver("0:1", 1.0, 1.0, "3", parsed=True, length=0),
+               challenger("0:0", -0.6), challenger("0:1", 0.1), challenger("0:2", -2.0)]
+    expected = {
+        "lsp/valid_queries": 2 / 3,
+        "lsp/query_length": 3.0,  # (3 + 3 + 3) / 3
+        "lsp/distinct_queries": 2 / 3,
+        "lsp/solver_reward": 0.55,  # (1 + 0 + 0.2 + 1) / 4
+        "lsp/quality_reward": 0.375,  # (0.5 + 0 + 0 + 1) / 4
+        "lsp/code_answers": 0.75,  # ```, def, import; not "3"
+        "lsp/challenger_reward": -2.5 / 3,  # (-0.6 + 0.1 - 2) / 3
+        "lsp/answer_length": 2.0,  # (2 + 4 + 2 + 0) / 4
+    }
+    zero = build(policy, tmp_path).step_metrics(samples, queries, checks)
+    assert zero == pytest.approx({**expected, "lsp/judge_parse_failures": 0.0})  # LSP-Zero: no judge
+    with_judge = build(policy, tmp_path, ["recipe.quality=true"]).step_metrics(samples, queries, checks)
+    assert with_judge == pytest.approx({**expected, "lsp/judge_parse_failures": 0.5})  # 2 of 4 unparsed
+
+
+# ---------------------------------------------------------------- 7. evaluation
+
+def test_evaluate_reports_held_out_accuracy_and_transcripts(policy, tmp_path):
+    lsp = build(policy, tmp_path)
+    result = lsp.evaluate(step=4)
+    m = result.metrics
+    assert set(m) == {"eval/arithmetic/accuracy", "eval/arithmetic/well_formed", "eval/arithmetic/response_length"}
+    assert 0.0 <= m["eval/arithmetic/accuracy"] <= m["eval/arithmetic/well_formed"] <= 1.0
+    assert 0.0 <= m["eval/arithmetic/response_length"] <= 2.0
+    assert len(lsp.held_out) == 16 and all(lsp.task.is_held_out(p) for p in lsp.held_out)
+    assert len(result.transcripts) == 4  # eval_transcripts
+    assert [t["prompt"] for t in result.transcripts] == [p.text + "=" for p in lsp.held_out[:4]]
+    for t, p in zip(result.transcripts, lsp.held_out):
+        grade = lsp.task.grade(p, t["response"])
+        assert (t["step"], t["answer"], t["score"], t["reason"]) == (4, p.answer, grade.score, grade.reason)
+    assert lsp.evaluate(step=4) == result  # greedy: the same answers again
+
+
+def test_evaluate_without_a_verifiable_reward_is_empty(policy, tmp_path):
+    lsp = build(policy, tmp_path, ["recipe.reward=judge", "recipe.quality=false"])
+    result = lsp.evaluate(step=4)
+    assert result.metrics == {} and result.transcripts == []
+
+
+# ---------------------------------------------------------------- 8. state: save and load
+
+def test_lsp_zero_saves_a_trivial_state_and_a_fresh_recipe_continues_the_same(collected, policy, tmp_path):
+    lsp, step, batch = collected
+    folder = tmp_path / "checkpoint"
+    folder.mkdir()
+    lsp.save(folder)
+    assert json.loads((folder / "lsp.json").read_text()) == {"reward": {}, "judge": None}
+    fresh = build(new_policy(), tmp_path, COLLECTED)
+    fresh.load(folder)
+    a, b = lsp.collect(step), fresh.collect(step)
+    assert [(s.role, s.info["text"], s.reward, s.weight) for s in a.samples] == \
+           [(s.role, s.info["text"], s.reward, s.weight) for s in b.samples]
+    assert a.metrics == b.metrics
+
+
+def short_judge(recipe):
+    """The recipe's judge generates 512 greedy tokens (no option sets its sampling): far too slow
+    for a test on the CPU. Sampling 4 tokens at temperature 1 makes each call's seed count."""
+    recipe.judge.chat.sampling = SamplingParams(temperature=1.0, max_new_tokens=4)
+    return recipe
+
+
+def test_lsp_with_the_quality_judge_keeps_its_call_count_across_save_and_load(policy, tmp_path):
+    quality = ["recipe.quality=true", "recipe.answers_per_query=2"]
+    # the steps with a valid query (the judge is called only then); queries do not depend on the judge
+    plain = build(policy, tmp_path, ["recipe.answers_per_query=2"])
+    first, _ = mixed_step(plain)
+    second, _ = mixed_step(plain, range(first + 1, first + 60))
+
+    lsp = short_judge(build(policy, tmp_path, quality))
+    assert lsp.judge is not None and lsp.judge.state_dict() == {"calls": 0}
+    batch = lsp.collect(first)
+    assert lsp.judge.state_dict() == {"calls": 1}  # one batched call per step
+    sol = solvers(batch)
+    assert sol and len(lsp.judge.last_replies) == len(sol)
+    for s in sol:  # the random reference model writes no score tag: R_Q = 0, unparsed
+        assert s.info["R_Q"] == 0.0 and s.info["judge_parsed"] is False
+        assert s.reward == pytest.approx(s.info["R"] + s.info["R_Q"])
+    assert batch.metrics["lsp/judge_parse_failures"] == 1.0
+
+    folder = tmp_path / "checkpoint"
+    folder.mkdir()
+    lsp.save(folder)
+    assert json.loads((folder / "lsp.json").read_text()) == {"reward": {}, "judge": {"calls": 1}}
+    resumed = short_judge(build(new_policy(), tmp_path, quality))
+    resumed.load(folder)
+    assert resumed.judge.state_dict() == {"calls": 1}
+
+    a, b = lsp.collect(second), resumed.collect(second)
+    assert [(s.role, s.info["text"], s.reward) for s in a.samples] == \
+           [(s.role, s.info["text"], s.reward) for s in b.samples]
+    assert [r.text for r in lsp.judge.last_replies] == [r.text for r in resumed.judge.last_replies]
+    assert lsp.judge.state_dict() == resumed.judge.state_dict() == {"calls": 2}
+    # without the load, the judge would sample its second call with the first call's seed
+    not_loaded = short_judge(build(policy, tmp_path, quality))
+    not_loaded.collect(second)
+    assert [r.text for r in not_loaded.judge.last_replies] != [r.text for r in lsp.judge.last_replies]
+
+
+# ---------------------------------------------------------------- 9. config errors
+
+def test_the_preset_loads_as_lsp_zero():
+    cfg = load_config(PRESET)
+    assert isinstance(cfg.recipe, Config) and cfg.recipe.name == "lsp"
+    assert (cfg.recipe.quality, cfg.recipe.reward, cfg.recipe.challenger_reward) == (False, "verifiable", "lsp")
+    assert Config().quality is True and Config().invalid_query_reward == -2.0
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["recipe.reward=foo"], r"recipe\.reward: unknown reward source 'foo'; available: verifiable, "
+                            r"reward_model:PATH_OR_ID, judge, judge:openai:MODEL"),
+    (["recipe.quality_judge=bar"], r"recipe\.quality_judge: unknown reward source 'bar'"),
+    (["recipe.challenger_reward=learnability", "recipe.reward=judge"],
+     r"recipe\.challenger_reward=learnability needs a solve rate: use recipe\.reward=verifiable"),
+    (["recipe.challenger_reward=learnability", "recipe.reward=reward_model:some/model"],
+     r"recipe\.challenger_reward=learnability needs a solve rate"),
+    (["recipe.challenger_reward=sqlm"], r"challenger_reward"),
+    (["recipe.task=sums"], r"unknown task 'sums'; available: arithmetic"),
+    (["recipe.answers_per_query=1"], r"answers_per_query"),
+])
+def test_config_errors_name_the_key(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(PRESET, overrides)
