@@ -14,7 +14,7 @@ import torch
 from selfplay.agents.base import Agent
 from selfplay.agents.prompt import SPIRAL_TEMPLATE
 from selfplay.games.base import Game
-from selfplay.models.loading import render_prompt
+from selfplay.models.loading import style_prompt_ids
 from selfplay.seeding import derive_seed
 
 
@@ -40,9 +40,8 @@ class GamePrompter:
         return list(ids)
 
     def _encode(self, style: str, obs: str) -> list[int]:
-        if style == "compact":
-            return self.tokenizer(obs, add_special_tokens=False)["input_ids"]
-        return render_prompt(self.tokenizer, SPIRAL_TEMPLATE.format(obs=obs), use_chat_template=self.use_chat_template)
+        text = obs if style == "compact" else SPIRAL_TEMPLATE.format(obs=obs)
+        return style_prompt_ids(self.tokenizer, text, style, self.use_chat_template)
 
 
 class LLMAgent(Agent):

@@ -161,3 +161,11 @@ def render_prompt(tokenizer, user_text: str, *, use_chat_template: bool | None =
         )
         return tokenizer(text, add_special_tokens=False)["input_ids"]  # the template has its own specials
     return tokenizer(user_text)["input_ids"]
+
+
+def style_prompt_ids(tokenizer, text: str, style: str, use_chat_template: bool | None = None) -> list[int]:
+    """Prompt ids in an observation style: `compact` text goes in as raw characters (a handful
+    of tokens for a tiny model); `chat` text as a one-turn prompt (`render_prompt`)."""
+    if style == "compact":
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+    return render_prompt(tokenizer, text, use_chat_template=use_chat_template)

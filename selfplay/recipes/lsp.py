@@ -51,7 +51,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from selfplay.algorithms.advantages import learnability_reward, lsp_advantages, rzero_reward
-from selfplay.models.loading import render_prompt
+from selfplay.models.loading import style_prompt_ids
 from selfplay.recipes import Batch, Evaluation, Recipe, RecipeSection
 from selfplay.rewards import Score, make_reward
 from selfplay.rollout.sample import Sample
@@ -124,12 +124,11 @@ class LSPRecipe(Recipe):
         self.verifiable = cfg.reward == "verifiable"
         self.reward_source = self._source(cfg.reward)
         self.judge = self._source(cfg.quality_judge) if cfg.quality else None
-        tokenizer = policy.tokenizer
-        if cfg.style == "compact":
-            self.challenger_prompt = tokenizer(cfg.compact_prompt, add_special_tokens=False)["input_ids"]
-        else:
-            text = CHALLENGER_PROMPT.format(task_kind=cfg.task_kind, template=cfg.template)
-            self.challenger_prompt = render_prompt(tokenizer, text, use_chat_template=policy.use_chat_template)
+        if self.verifiable and not self.held_out:
+            raise ValueError(f"task {cfg.task!r} with options {cfg.task_options} has no held-out problems")
+        self.challenger_prompt = self.prompt_ids(
+            cfg.compact_prompt if cfg.style == "compact"
+            else CHALLENGER_PROMPT.format(task_kind=cfg.task_kind, template=cfg.template))
 
     def _source(self, spec: str):
         """A reward source; a judge runs on the frozen reference model (no second copy of the policy)."""
@@ -145,9 +144,7 @@ class LSPRecipe(Recipe):
         return make_reward(spec)
 
     def prompt_ids(self, text: str) -> list[int]:
-        if self.cfg.style == "compact":  # raw characters: a handful of tokens for a tiny model
-            return self.policy.tokenizer(text, add_special_tokens=False)["input_ids"]
-        return render_prompt(self.policy.tokenizer, text, use_chat_template=self.policy.use_chat_template)
+        return style_prompt_ids(self.policy.tokenizer, text, self.cfg.style, self.policy.use_chat_template)
 
     def solver_prompt(self, query: str, problem) -> str:
         """The query as the Solver sees it: a verifiable family asks its problems its own way

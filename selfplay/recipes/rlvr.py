@@ -38,7 +38,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from selfplay.algorithms.advantages import grpo_advantages
-from selfplay.models.loading import render_prompt
+from selfplay.models.loading import style_prompt_ids
 from selfplay.recipes import Batch, Evaluation, Recipe, RecipeSection
 from selfplay.rollout.sample import Sample
 from selfplay.seeding import derive_seed
@@ -82,10 +82,8 @@ class RLVRRecipe(Recipe):
             raise ValueError(f"task {cfg.task!r} with options {cfg.task_options} has no held-out problems")
 
     def prompt_ids(self, problem: Problem) -> list[int]:
-        text = self.task.prompt(problem)
-        if self.cfg.style == "compact":  # raw characters, no template: a handful of tokens
-            return self.policy.tokenizer(text, add_special_tokens=False)["input_ids"]
-        return render_prompt(self.policy.tokenizer, text, use_chat_template=self.policy.use_chat_template)
+        return style_prompt_ids(self.policy.tokenizer, self.task.prompt(problem), self.cfg.style,
+                                self.policy.use_chat_template)
 
     # ---- collect: N problems, G answers each --------------------------------------------------
     def problems(self, step: int) -> list[Problem]:
