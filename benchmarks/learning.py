@@ -12,6 +12,8 @@ Runs, each with a wall-clock budget (`time_limit_minutes`; 10 minutes, RLVR 5, u
   ablation    the TicTacToe preset with RAE off (raw returns), for the plot beside RAE
   rlvr        the RLVR preset (GRPO on generated arithmetic); held-out accuracy of the
               initial model and of the trained one, with 95% intervals, and its curve
+  lsp         the LSP preset (data-free: the model writes the sums itself), measured the
+              same way on the same held-out sums; plotted beside RLVR when both ran
 With several --seeds every run is repeated per seed (folders NAME-seedS): how reliable a
 result is matters as much as its best value.
 Prints one table and writes `learning_curves.png` / `rae_ablation.png` into --out.
@@ -42,7 +44,9 @@ PRESETS = {
     "kuhn": ("spiral_kuhn_tiny", [], 10),
     "ablation": ("spiral_tictactoe_tiny", ["recipe.advantage=none"], 10),
     "rlvr": ("rlvr_tiny", [], 5),
+    "lsp": ("lsp_tiny", [], 15),
 }
+HELD_OUT = ("rlvr", "lsp")  # recipes measured by held-out accuracy on a task family
 
 
 def train(name: str, minutes: float | None, out: Path, seed: int | None = None, overrides: list[str] = ()):
@@ -52,7 +56,7 @@ def train(name: str, minutes: float | None, out: Path, seed: int | None = None, 
     cfg = load_config(f"selfplay/configs/{preset}.yaml", [*extra, *overrides, *seeded, f"output_dir={folder}",
                                                           f"time_limit_minutes={minutes or default_minutes}"])
     trainer = Trainer(cfg, folder)
-    before = trainer.recipe.evaluate(0).metrics if cfg.recipe.name == "rlvr" else {}
+    before = trainer.recipe.evaluate(0).metrics if cfg.recipe.name in HELD_OUT else {}
     start = time.perf_counter()
     trainer.train()
     trainer.wall_minutes = (time.perf_counter() - start) / 60
@@ -61,7 +65,7 @@ def train(name: str, minutes: float | None, out: Path, seed: int | None = None, 
 
 def final_eval(trainer: Trainer, before: dict, games: int) -> dict:
     out = {"steps": trainer.step, "minutes": round(trainer.wall_minutes, 1)}
-    if trainer.cfg.recipe.name == "rlvr":  # held-out accuracy before and after, with Wilson 95% intervals
+    if trainer.cfg.recipe.name in HELD_OUT:  # held-out accuracy before and after, with Wilson 95% intervals
         after = trainer.recipe.evaluate(trainer.step).metrics
         size = len(trainer.recipe.held_out)
         for key in sorted(k for k in after if k.endswith("/accuracy")):
@@ -88,7 +92,7 @@ def final_eval(trainer: Trainer, before: dict, games: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=None, help="every run's budget (default: per preset)")
-    parser.add_argument("--only", default="tictactoe,kuhn,ablation,rlvr")
+    parser.add_argument("--only", default="tictactoe,kuhn,ablation,rlvr,lsp")
     parser.add_argument("--games", type=int, default=1000)
     parser.add_argument("--seeds", default="", help="comma-separated seeds (default: the presets' own)")
     parser.add_argument("--out", default="runs/bench-learning")
@@ -114,8 +118,11 @@ def main() -> None:
                      "eval/tictactoe/vs_random/win", out / "rae_ablation.png")
         compare_runs([out / "tictactoe", out / "ablation"], ["RAE", "RAE off"], "response_length",
                      out / "rae_ablation_response_length.png")
-    if "rlvr" in results:
-        compare_runs([out / "rlvr"], ["RLVR (GRPO)"], "eval/arithmetic/accuracy", out / "rlvr_accuracy.png")
+    held_out = [name for name in ("rlvr", "lsp") if name in results]
+    if held_out:
+        labels = {"rlvr": "RLVR (GRPO, data)", "lsp": "LSP-Zero (data-free)"}
+        compare_runs([out / n for n in held_out], [labels[n] for n in held_out], "eval/arithmetic/accuracy",
+                     out / "held_out_accuracy.png")
     (out / "results.json").write_text(json.dumps(results, indent=2))
 
 

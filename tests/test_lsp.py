@@ -508,3 +508,20 @@ def test_the_preset_loads_as_lsp_zero():
 def test_config_errors_name_the_key(overrides, message):
     with pytest.raises(ConfigError, match=message):
         load_config(PRESET, overrides)
+
+
+def test_the_repetition_penalty_charges_each_query_its_share_of_the_step(policy, tmp_path):
+    plain = build(policy, tmp_path)
+    penalised = build(policy, tmp_path, ["recipe.repetition_penalty=2"])
+    for step in range(40):  # a step where the random Challenger repeats some query
+        a, b = plain.collect(step), penalised.collect(step)
+        texts = [c.info["text"] for c in challengers(a)]
+        if len(set(texts)) < len(texts):
+            break
+    else:
+        pytest.fail("no step with a repeated query")
+    # r_ch = (what it was) - 2 * count(query) / N: a query written 3 times in 64 pays 2 * 3/64
+    for before, after in zip(challengers(a), challengers(b)):
+        share = texts.count(before.info["text"]) / len(texts)
+        assert after.reward == pytest.approx(before.reward - 2 * share)
+    assert [s.reward for s in solvers(a)] == [s.reward for s in solvers(b)]  # the Solver is not charged

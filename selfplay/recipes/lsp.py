@@ -27,6 +27,8 @@ Deviations from the paper, each an option:
 - `challenger_reward`: `lsp` (-V(q), the paper's, the only monotone one) or the follow-ups'
   `rzero` (1 - 2|p - 1/2|, p the agreement of the answers with their majority) and
   `learnability` (AZR's 1 - s iff 0 < s < 1, s the solve rate).
+- `repetition_penalty` (0 by default): R-Zero's penalty on a Challenger that writes the same
+  query many times in one step.
 - The scales of R and R_Q (`reward_scale`, `quality_scale`) are options: the paper does
   not say how its reward model's unbounded score is weighed against the 0-7 quality score.
 - `style: compact` lets a tiny model on a CPU play: a few-character challenger prompt, and a
@@ -96,6 +98,9 @@ class Config(RecipeSection):
     judge_temperature: float = Field(0.0, ge=0)  # 0: greedy
     challenger_reward: Literal["lsp", "rzero", "learnability"] = "lsp"
     invalid_query_reward: float = -2.0  # r_ch of a query that is not a (training) problem of the family
+    # R-Zero's repetition penalty: r_ch -= penalty * (share of this step's queries equal to this
+    # one), so a Challenger that repeats itself is paid less (0: off, the paper's)
+    repetition_penalty: float = Field(0.0, ge=0)
     eval_size: int = Field(256, gt=0)  # held-out problems per evaluation (verifiable tasks)
     eval_transcripts: int = Field(4, ge=0)
 
@@ -184,12 +189,14 @@ class LSPRecipe(Recipe):
                       "reason": r.reason, "judge_parsed": q.parsed},
             ))
         n_solver, batch_size = len(samples), len(samples) + len(queries)
+        repeats = {text: count / len(texts) for text, count in Counter(texts).items()}
         for i, query in enumerate(queries):
             own = [s for s in samples if s.group == f"{step}:{i}"]
             samples.append(Sample(
                 prompt_ids=query.prompt_ids, response_ids=query.response_ids, logprobs=query.logprobs,
                 task=cfg.task, role=CHALLENGER, episode_id=step * cfg.queries_per_step + i,
-                reward=self.challenger_reward(own, checks[i][0]), group=f"{step}:{i}", truncated=query.truncated,
+                reward=self.challenger_reward(own, checks[i][0]) - self.cfg.repetition_penalty * repeats[texts[i]],
+                group=f"{step}:{i}", truncated=query.truncated,
                 # the learner averages over the whole batch: these weights make it L_sol (mean over the
                 # N*G answers) + alpha_ch * L_ch (mean over the N queries)
                 weight=cfg.alpha_ch * batch_size / len(queries),
