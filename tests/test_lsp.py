@@ -19,7 +19,9 @@ from selfplay.rollout.sample import Sample
 
 PRESET = Path(__file__).resolve().parents[1] / "selfplay" / "configs" / "lsp_tiny.yaml"
 # N = 32 queries a step: the random tiny model writes a valid sum about once in 30-100 tries
-SMALL = ["recipe.queries_per_step=32", "recipe.answers_per_query=3", "recipe.eval_size=16"]
+# the paper's challenger reward unless a test turns the repetition penalty on (the preset's is 5)
+SMALL = ["recipe.queries_per_step=32", "recipe.answers_per_query=3", "recipe.eval_size=16",
+         "recipe.repetition_penalty=0"]
 
 
 def load(overrides=()):
