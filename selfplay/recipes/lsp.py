@@ -185,8 +185,8 @@ class LSPRecipe(Recipe):
                 task=cfg.task, role=SOLVER, episode_id=step * cfg.queries_per_step + i,
                 reward=r.value * cfg.reward_scale + q.value * cfg.quality_scale, group=f"{step}:{i}",
                 truncated=answer.truncated,
-                info={"text": answer.text, "solved": r.value >= 1.0, "R": r.value * cfg.reward_scale, "R_Q": q.value * cfg.quality_scale,
-                      "reason": r.reason, "judge_parsed": q.parsed},
+                info={"text": answer.text, "solved": r.value >= 1.0, "R": r.value * cfg.reward_scale,
+                      "R_Q": q.value * cfg.quality_scale, "reason": r.reason, "judge_parsed": q.parsed},
             ))
         n_solver, batch_size = len(samples), len(samples) + len(queries)
         repeats = {text: count / len(texts) for text, count in Counter(texts).items()}
