@@ -59,7 +59,7 @@ class Trainer:
         # stop_token_ids=None: the tokenizer's EOS and the chat template's end-of-turn
         sampling = cfg.sampling
         context = RecipeContext(
-            seed=cfg.seed, run_dir=self.run_dir, steps=cfg.steps,
+            seed=cfg.seed, run_dir=self.run_dir,
             sampling=SamplingParams(sampling.temperature, sampling.top_p, sampling.max_new_tokens),
             eval_sampling=SamplingParams(cfg.eval.temperature, sampling.top_p, sampling.max_new_tokens),
             legal_token_ids=self.learner.needs_legal_token_ids,

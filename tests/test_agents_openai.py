@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -14,53 +11,9 @@ pytest.importorskip("openai")
 from selfplay.agents import make_agent  # noqa: E402
 from selfplay.agents.prompt import SPIRAL_TEMPLATE  # noqa: E402
 from selfplay.evals.arena import play  # noqa: E402
+from tests.chat_server import ChatServer  # noqa: E402
 
 QUOTED_ACTION = re.compile(r"'(\[[^\]]+\])'")
-
-
-class ChatServer:
-    """A tiny OpenAI-compatible endpoint. `reply(prompt)` makes the assistant's text;
-    every request body and its Authorization header are recorded."""
-
-    def __init__(self, reply):
-        self.requests: list[dict] = []
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                server.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), **body})
-                if self.path != "/v1/chat/completions":
-                    self.send_error(404)
-                    return
-                content = reply(body["messages"][-1]["content"])
-                data = json.dumps({
-                    "id": f"chatcmpl-{len(server.requests)}", "object": "chat.completion", "created": 0,
-                    "model": body["model"],
-                    "choices": [{"index": 0, "finish_reason": "stop",
-                                 "message": {"role": "assistant", "content": content}}],
-                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-                }).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):  # keep test output clean
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 def first_available_action(prompt: str) -> str:

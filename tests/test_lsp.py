@@ -37,7 +37,7 @@ def build(policy, tmp_path, overrides=(), seed=0) -> LSPRecipe:
     """The recipe as the trainer builds it: its config section, the Policy and a RecipeContext."""
     cfg = load(overrides)
     s = cfg.sampling
-    context = RecipeContext(seed=seed, run_dir=Path(tmp_path), steps=10,
+    context = RecipeContext(seed=seed, run_dir=Path(tmp_path),
                             sampling=SamplingParams(s.temperature, s.top_p, s.max_new_tokens),
                             eval_sampling=SamplingParams(cfg.eval.temperature, s.top_p, s.max_new_tokens))
     recipe = recipe_class(cfg.recipe.name)(cfg.recipe, policy, context)

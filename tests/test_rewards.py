@@ -6,10 +6,7 @@ judges run on fake backends, on the random tiny model and on a real local HTTP s
 
 from __future__ import annotations
 
-import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import torch
@@ -23,6 +20,7 @@ from selfplay.rewards.judge import (EndpointJudge, ModelJudge, QualityJudge, qua
                                     quote)
 from selfplay.rewards.pairwise import PairwiseJudge, pairwise_prompt, parse_preference
 from selfplay.tasks import make as make_task
+from tests.chat_server import ChatServer
 
 HOSTILE = [
     "", " ", "\x00\x01", "٣+٤", "3+4" * 100, "(" * 5000 + "1" + ")" * 5000, "9" * 10_000, "💥" * 1000,
@@ -269,50 +267,6 @@ def test_model_judge_on_the_random_tiny_model_scores_zero_unparsed():
 
 
 # ---- the endpoint judge, against a real local server -----------------------------------------
-
-class ChatServer:
-    """An OpenAI-compatible /v1/chat/completions on 127.0.0.1: `reply(prompt)` returns the
-    assistant's text, or an int HTTP status to fail with."""
-
-    def __init__(self, reply):
-        self.requests: list[dict] = []
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                server.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), **body})
-                content = reply(body["messages"][-1]["content"]) if self.path == "/v1/chat/completions" else 404
-                if isinstance(content, int):
-                    self.send_error(content)
-                    return
-                data = json.dumps({
-                    "id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": body["model"],
-                    "choices": [{"index": 0, "finish_reason": "stop",
-                                 "message": {"role": "assistant", "content": content}}],
-                }).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):  # keep test output clean
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join()
-
 
 def canned(prompt: str):
     if "CASE-500" in prompt:

@@ -22,7 +22,7 @@ PRESET = Path(__file__).resolve().parents[1] / "selfplay" / "configs" / "rlvr_ti
 
 
 def context(tmp_path, seed=0, max_new_tokens=2, eval_temperature=0.0):
-    return RecipeContext(seed=seed, run_dir=tmp_path, steps=10,
+    return RecipeContext(seed=seed, run_dir=tmp_path,
                          sampling=SamplingParams(temperature=1.0, max_new_tokens=max_new_tokens),
                          eval_sampling=SamplingParams(temperature=eval_temperature, max_new_tokens=max_new_tokens))
 

@@ -32,7 +32,7 @@ def spiral(policy, run_dir: Path, *overrides: str, seed: int = 0, sampling: Samp
     cfg = load_config(PRESET, [*BASE, *overrides])
     s = cfg.sampling
     context = RecipeContext(
-        seed=seed, run_dir=Path(run_dir), steps=cfg.steps,
+        seed=seed, run_dir=Path(run_dir),
         sampling=sampling or SamplingParams(s.temperature, s.top_p, s.max_new_tokens),
         eval_sampling=SamplingParams(cfg.eval.temperature, s.top_p, s.max_new_tokens),
         legal_token_ids=legal_token_ids,

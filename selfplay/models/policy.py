@@ -98,7 +98,7 @@ class Policy:
 
     # ---- checkpoints: the trainer writes them ------------------------------------------
     def save(self, folder: Path) -> None:
-        save_checkpoint(self.evaluator, self.tokenizer, folder)
+        self.save_evaluator(folder)
         if self.average:
             save_checkpoint(self.model, self.tokenizer, folder / ONLINE)
 

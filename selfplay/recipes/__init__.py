@@ -42,7 +42,6 @@ class RecipeContext:
     run_dir: Path  # the run folder (a recipe may keep files of its own there)
     sampling: SamplingParams  # how the policy samples for training (config `sampling`)
     eval_sampling: SamplingParams  # and for evaluation (`eval.temperature`)
-    steps: int  # the run's total steps
     # the learner's `entropy_over: legal_moves` needs Sample.legal_token_ids (one-token moves)
     legal_token_ids: bool = False
 
