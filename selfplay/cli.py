@@ -1,4 +1,4 @@
-"""The `selfplay` command: train | eval | play | report | sandbox.
+"""The `selfplay` command: train | eval | play | report | export | sandbox.
 
 Each subcommand lives beside the code it drives and registers its own arguments here;
 heavy imports (torch, transformers) happen only inside the subcommand that needs them.
@@ -15,9 +15,11 @@ import warnings
 # subcommand -> module with `add_arguments(parser)` and `run(args) -> int`
 COMMANDS = {
     "train": ("selfplay.trainer_cli", "train a model by self-play (default: the CPU TicTacToe demo)"),
-    "eval": ("selfplay.evals.cli", "play agents against each other and report rates, CIs, exploitability"),
+    "eval": ("selfplay.evals.cli", "play agents against each other (rates, CIs, exploitability), or score a "
+             "model on a reasoning suite (humaneval, math)"),
     "play": ("selfplay.play_cli", "play a game against a model or agent in the terminal"),
     "report": ("selfplay.report", "plots and an HTML page for a run folder"),
+    "export": ("selfplay.export_cli", "write a run's model as a full Hugging Face folder (LoRA merged in)"),
     "sandbox": ("selfplay.sandbox.cli", "inspect and attack-test the code sandbox"),
 }
 
@@ -29,7 +31,8 @@ NOISY_MODULES = r"(torch|transformers|huggingface_hub|safetensors|accelerate)(\.
 def quiet_libraries() -> None:
     """Silence library output a user cannot act on, before any subcommand imports torch or
     transformers: their FutureWarning / DeprecationWarning notices, transformers' log lines
-    below ERROR and advisory warnings, and the per-load "Loading weights" / "Writing model
+    below ERROR and advisory warnings, huggingface_hub's (an offline machine's failed lookups
+    before a model-loading error of our own), and the per-load "Loading weights" / "Writing model
     shards" bars (transformers reads huggingface_hub's switch at import). Set with
     setdefault, so e.g. `HF_HUB_DISABLE_PROGRESS_BARS=0 selfplay ...` brings the bars back
     (hub download bars share that switch); `-W` / PYTHONWARNINGS keep the warnings as asked.
@@ -37,6 +40,7 @@ def quiet_libraries() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("HF_HUB_VERBOSITY", "error")
     if not sys.warnoptions:  # the user chose no warning filters of their own
         for category in (FutureWarning, DeprecationWarning):
             warnings.filterwarnings("ignore", category=category, module=NOISY_MODULES)
@@ -58,12 +62,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     from selfplay.checkpoints import CheckpointError  # light: no torch
+    from selfplay.models.gguf import ModelLoadError  # light: no torch
 
     try:
         return int(importlib.import_module(COMMANDS[args.command][0]).run(args) or 0)
     except CheckpointError as err:  # a full disk is the user's to fix: one line says how, no traceback
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except ModelLoadError as err:  # a bad model name or file: say what was tried
+        print(f"error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from selfplay.models import (
     token_logprobs,
 )
 from selfplay.models.generation import sample_next
+from selfplay.models.gguf import ModelLoadError
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +96,7 @@ def test_checkpoint_loads_back_with_plain_transformers(tiny, tmp_path):
 
 
 def test_missing_local_model_folder_is_a_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(ModelLoadError, match="does not exist"):
         load_model(str(tmp_path / "no_such_model"))
 
 

