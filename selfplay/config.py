@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from selfplay.recipes import RECIPES
 
@@ -23,12 +23,25 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+class LoraSettings(Section):
+    """A LoRA adapter (peft) trained in place of the full weights."""
+
+    r: int = Field(16, gt=0)
+    alpha: float = Field(32.0, gt=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    # module names to adapt, or `all-linear` (every linear layer but the output head)
+    target_modules: list[str] | Literal["all-linear"] = "all-linear"
+
+
 class ModelConfig(Section):
-    name: str = "tiny"  # a tiny preset, a Hugging Face id or a local folder
+    # a tiny preset, a packaged model (smollm2-135m-instruct), a .gguf file, a Hugging Face id
+    # or a local folder
+    name: str = "tiny"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: fp32 on CPU, bf16 on GPU
     device: str = "auto"
     # None: the chat template when the tokenizer has one and the style is `chat`.
     use_chat_template: bool | None = None
+    lora: LoraSettings | None = None  # None: full fine-tuning
 
 
 class SamplingConfig(Section):
@@ -86,6 +99,22 @@ class OptimConfig(Section):
 class EvalConfig(Section):
     every: int = Field(16, ge=0)  # steps between evaluations (0: never)
     temperature: float = Field(1.0, ge=0)  # 0: greedy
+    # reasoning suites scored at every evaluation, whatever the recipe: suite -> the size of
+    # its fixed subset (0: all), e.g. {humaneval: 16, math: 32}; see selfplay/evals/suites.py
+    suites: dict[str, int] = {}
+    suite_max_new_tokens: int = Field(512, gt=0)
+
+    @field_validator("suites")
+    @classmethod
+    def _known_suites(cls, suites):
+        from selfplay.evals.suites import SUITES
+
+        for name, size in suites.items():
+            if name not in SUITES:
+                raise ValueError(f"unknown suite {name!r}; choose from: {', '.join(sorted(SUITES))}")
+            if size < 0:
+                raise ValueError(f"suite {name!r}: the subset size must be >= 0 (0: all), got {size}")
+        return suites
 
 
 class TrainConfig(Section):
@@ -108,6 +137,21 @@ class TrainConfig(Section):
     def _backend_available(self):
         if self.backend != "hf":
             raise ValueError(f"backend {self.backend!r} is not available yet; use backend=hf")
+        return self
+
+    @model_validator(mode="after")
+    def _lora_needs_peft(self):
+        import importlib.util
+
+        if self.model.lora and importlib.util.find_spec("peft") is None:
+            raise ValueError("model.lora needs the peft package: pip install 'selfplay[lora]'")
+        return self
+
+    @model_validator(mode="after")
+    def _lora_without_averaging(self):
+        if self.model.lora and self.optim.average_decay:
+            raise ValueError("model.lora and optim.average_decay cannot be combined: "
+                             "average the adapter by training without LoRA, or set optim.average_decay=0")
         return self
 
     @model_validator(mode="after")

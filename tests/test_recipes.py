@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM
+from safetensors.torch import load_file
 
 from selfplay.metrics import read_metrics
 from selfplay.recipes import RECIPES, recipe_class
@@ -71,10 +71,13 @@ def assert_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path: Path, pres
     assert [r["step"] for r in b] == list(range(1, 9))
     assert comparable(a) == comparable(b)
     assert any(k.startswith("eval/") for k in b[-1])  # the evaluations ran, and agree
-    for sub in weights:
-        wa = AutoModelForCausalLM.from_pretrained(latest_checkpoint(straight) / sub).state_dict()
-        wb = AutoModelForCausalLM.from_pretrained(latest_checkpoint(crashed) / sub).state_dict()
-        assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    for sub in weights:  # every weights file: a full model's, or a LoRA adapter's
+        files = sorted(p.name for p in (latest_checkpoint(straight) / sub).glob("*.safetensors"))
+        assert files
+        for name in files:
+            wa = load_file(latest_checkpoint(straight) / sub / name)
+            wb = load_file(latest_checkpoint(crashed) / sub / name)
+            assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
     return b
 
 

@@ -120,8 +120,10 @@ def _cache_argument(forward_class: type) -> str:
 
 
 def with_cache(model, cache) -> dict:
-    """Keyword arguments that hand `cache` to `model`'s forward and ask it to extend it."""
-    return {_cache_argument(type(model)): cache, "use_cache": True}
+    """Keyword arguments that hand `cache` to `model`'s forward and ask it to extend it
+    (a LoRA-wrapped model passes them on to the transformers model inside)."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return {_cache_argument(type(inner)): cache, "use_cache": True}
 
 
 def prefill(model, prompts: Sequence[Sequence[int]], pad_id: int):

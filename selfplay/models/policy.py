@@ -8,7 +8,8 @@ after every update. Recipes only sample:
     policy.evaluator         the model users get from the run: the weight average when
     policy.eval_generator    `optim.average_decay` is on, else the current weights
     policy.reference         the frozen initial model (KL reference, SPIRAL's `frozen`
-                             opponent, LSP's quality judge), loaded on first use
+                             opponent, LSP's quality judge), loaded on first use; with
+                             LoRA, the trained model with its adapter switched off
     policy.snapshot()        a frozen copy of the evaluator now (past opponents)
     policy.generator_for(m)  a generator for any frozen model
 """
@@ -23,6 +24,7 @@ import torch
 from selfplay.algorithms.averaging import WeightAverage
 from selfplay.models.generation import HFGenerator
 from selfplay.models.loading import load_model, resolve_device, resolve_dtype, save_checkpoint
+from selfplay.models.lora import WithoutAdapter, add_adapter, load_adapter, merged
 
 ONLINE = "online"  # with weight averaging: the checkpoint's subfolder of the online weights
 
@@ -40,7 +42,14 @@ class Policy:
         # A checkpoint written with weight averaging holds the average; the online weights are in online/.
         averaged_ckpt = resume_from is not None and (resume_from / ONLINE).is_dir()
         source = resume_from / ONLINE if averaged_ckpt else resume_from or model_cfg.name
-        self.model, self.tokenizer = load_model(str(source), dtype=master_dtype, device=model_cfg.device, seed=seed)
+        if model_cfg.lora:  # the base model, and the adapter: fresh, or the checkpoint's
+            self.model, self.tokenizer = load_model(model_cfg.name, dtype=master_dtype, device=model_cfg.device,
+                                                    seed=seed)
+            self.model = (load_adapter(self.model, resume_from, trainable=True) if resume_from else
+                          add_adapter(self.model, model_cfg.lora, seed=seed, base_name=model_cfg.name))
+        else:
+            self.model, self.tokenizer = load_model(str(source), dtype=master_dtype, device=model_cfg.device,
+                                                    seed=seed)
         # Polyak averaging: the learner trains self.model; evaluation and checkpoints use the average
         # (kept in the master dtype: in bf16 the average's small steps would round away too).
         self.average = None
@@ -62,6 +71,8 @@ class Policy:
     @property
     def reference(self):
         """The frozen initial model, in the compute dtype (loaded once, on first use)."""
+        if self._reference is None and self.model_cfg.lora:
+            self._reference = WithoutAdapter(self.model)
         if self._reference is None:
             self._reference, _ = load_model(self.model_cfg.name, dtype=self.model_cfg.dtype,
                                             device=self.model_cfg.device, seed=self.seed)
@@ -76,12 +87,14 @@ class Policy:
         return copy.deepcopy(model).to(self.compute_dtype).eval().requires_grad_(False)
 
     def snapshot(self):
-        """A frozen copy of the evaluator as it is now."""
+        """A frozen copy of the evaluator as it is now (with LoRA, the adapter merged in)."""
+        if self.model_cfg.lora:
+            return merged(self.inference_copy(self.evaluator))
         return self.inference_copy(self.evaluator)
 
     def load_frozen(self, folder: str | Path):
         """A frozen model saved by `save_evaluator` (or any checkpoint folder), in the compute dtype."""
-        model, _ = load_model(str(folder), dtype=self.model_cfg.dtype, device=self.model_cfg.device)
+        model, _ = load_model(str(folder), dtype=self.model_cfg.dtype, device=self.model_cfg.device, seed=self.seed)
         return model.eval().requires_grad_(False)
 
     def save_evaluator(self, folder: str | Path) -> Path:
