@@ -119,11 +119,14 @@ class Trainer:
 
     # ---- evaluation -------------------------------------------------------------------
     def evaluate(self) -> dict:
-        result = self.recipe.evaluate(self.step)
+        results = [self.recipe.evaluate(self.step)]
+        if self.cfg.eval.suites:  # reasoning suites on fixed subsets, for any recipe
+            results.append(self.recipe.evaluate_suites(self.step, self.cfg.eval.suites,
+                                                       self.cfg.eval.suite_max_new_tokens))
         with (self.run_dir / "transcripts.jsonl").open("a") as f:
-            for t in result.transcripts:
+            for t in (t for result in results for t in result.transcripts):
                 f.write(json.dumps(t) + "\n")
-        return result.metrics
+        return {k: v for result in results for k, v in result.metrics.items()}
 
     # ---- the loop -------------------------------------------------------------------
     def train(self) -> None:

@@ -78,6 +78,25 @@ class Recipe(ABC):
         """Measure the policy (`policy.evaluator`, `policy.eval_generator`)."""
         return Evaluation({})
 
+    def evaluate_suites(self, step: int, suites: dict[str, int], max_new_tokens: int) -> Evaluation:
+        """The policy on reasoning suites (`selfplay.evals.suites`: humaneval, math), each on
+        its fixed subset of `suites[name]` problems (0: all), whatever the method: does
+        self-play raise math and code scores? Code runs in the sandbox only."""
+        from selfplay.evals.suites import run_suite
+        from selfplay.seeding import derive_seed
+
+        metrics, transcripts = {}, []
+        for name, size in suites.items():
+            result = run_suite(name, self.policy.eval_generator, self.policy.tokenizer, limit=size or None,
+                               seed=derive_seed(self.context.seed, step, "evaluation"),
+                               temperature=self.context.eval_sampling.temperature, max_new_tokens=max_new_tokens,
+                               use_chat_template=self.policy.use_chat_template)
+            metrics[f"eval/{name}/{result.metric}"] = result.score
+            transcripts += [{"step": step, "suite": name, "problem": r.id, "prompt": r.prompt,
+                             "response": r.response, "passed": r.passed, "reason": r.reason}
+                            for r in result.records[:2]]
+        return Evaluation(metrics, transcripts)
+
     def save(self, folder: Path) -> None:
         """Write this recipe's state into the checkpoint folder being written."""
 
