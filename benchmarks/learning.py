@@ -1,6 +1,6 @@
 """Does self-play learn on a CPU? The issue's learning targets, measured.
 
-    python benchmarks/learning.py [--minutes M] [--only tictactoe,kuhn,ablation,rlvr] [--seeds 0,1,2]
+    python benchmarks/learning.py [--minutes M] [--only tictactoe,kuhn,ablation,rlvr,lsp,smollm2] [--seeds 0,1,2]
                                   [--out runs/bench] [--set KEY=VALUE ...]   (config overrides for every run)
 
 Runs, each with a wall-clock budget (`time_limit_minutes`; 10 minutes, RLVR 5, unless --minutes):
@@ -14,6 +14,10 @@ Runs, each with a wall-clock budget (`time_limit_minutes`; 10 minutes, RLVR 5, u
               initial model and of the trained one, with 95% intervals, and its curve
   lsp         the LSP preset (data-free: the model writes the sums itself), measured the
               same way on the same held-out sums; plotted beside RLVR when both ran
+  smollm2     SPIRAL TicTacToe on the real SmolLM2-135M-Instruct (60 minutes; needs
+              `selfplay[smollm2]`): --games against `random` before and after (targets:
+              invalid moves <= 20%, more wins than random play's 43.6%), and HumanEval /
+              math on fixed subsets before and after (the transfer question)
 With several --seeds every run is repeated per seed (folders NAME-seedS): how reliable a
 result is matters as much as its best value.
 Prints one table and writes `learning_curves.png` / `rae_ablation.png` into --out.
@@ -45,11 +49,16 @@ PRESETS = {
     "ablation": ("spiral_tictactoe_tiny", ["recipe.advantage=none"], 10),
     "rlvr": ("rlvr_tiny", [], 5),
     "lsp": ("lsp_tiny", [], 15),
+    "smollm2": ("spiral_tictactoe_smollm2", [], 60),
 }
+# runs also scored on reasoning suites before and after: suite -> fixed subset size
+REASONING = {"smollm2": {"humaneval": 32, "math": 64}}
+REASONING_MAX_NEW_TOKENS = 384
 HELD_OUT = ("rlvr", "lsp")  # recipes measured by held-out accuracy on a task family
 
 
-def train(name: str, minutes: float | None, out: Path, seed: int | None = None, overrides: list[str] = ()):
+def train(name: str, minutes: float | None, out: Path, seed: int | None = None, overrides: list[str] = (),
+          games: int = 1000, skip_initial: bool = False):
     preset, extra, default_minutes = PRESETS[name]
     folder = out / (name if seed is None else f"{name}-seed{seed}")
     seeded = [] if seed is None else [f"seed={seed}"]
@@ -57,13 +66,43 @@ def train(name: str, minutes: float | None, out: Path, seed: int | None = None, 
                                                           f"time_limit_minutes={minutes or default_minutes}"])
     trainer = Trainer(cfg, folder)
     before = trainer.recipe.evaluate(0).metrics if cfg.recipe.name in HELD_OUT else {}
+    if name in REASONING and not skip_initial:  # the initial model: its games and its suites
+        before = {**game_rates(trainer, games), **reasoning_scores(trainer, REASONING[name])}
+        print(json.dumps({f"{name}/initial": before}), flush=True)
     start = time.perf_counter()
     trainer.train()
     trainer.wall_minutes = (time.perf_counter() - start) / 60
     return trainer, before
 
 
-def final_eval(trainer: Trainer, before: dict, games: int) -> dict:
+def game_rates(trainer: Trainer, games: int) -> dict:
+    """The policy's rates against `random` (and the game's eval opponent), with 95% intervals."""
+    recipe = trainer.recipe
+    agent = recipe.agent(seed=12345)
+    spec = recipe.cfg.games[0]
+    options = {"style": recipe.cfg.style, **spec.options}
+    out = {}
+    for opp in ["random"] + ([spec.eval_opponent] if spec.eval_opponent else []):
+        rates = play(agent, make_agent(opp), spec.name, games, seed=777, progress=False, game_options=options).rates()
+        out[f"vs_{opp}"] = {k: [round(rates[k]["rate"], 3)] + [round(x, 3) for x in rates[k]["ci95"]]
+                            for k in ("win", "draw", "loss", "invalid")}
+    return out
+
+
+def reasoning_scores(trainer: Trainer, sizes: dict[str, int]) -> dict:
+    """Greedy scores on fixed subsets of the reasoning suites, with 95% intervals."""
+    from selfplay.evals.suites import run_suite
+
+    policy = trainer.policy
+    out = {}
+    for suite, size in sizes.items():
+        result = run_suite(suite, policy.eval_generator, policy.tokenizer, limit=size,
+                           max_new_tokens=REASONING_MAX_NEW_TOKENS, use_chat_template=policy.use_chat_template)
+        out[suite] = [round(result.score, 3)] + [round(x, 3) for x in result.ci95]
+    return out
+
+
+def final_eval(trainer: Trainer, before: dict, games: int, name: str = "") -> dict:
     out = {"steps": trainer.step, "minutes": round(trainer.wall_minutes, 1)}
     if trainer.cfg.recipe.name in HELD_OUT:  # held-out accuracy before and after, with Wilson 95% intervals
         after = trainer.recipe.evaluate(trainer.step).metrics
@@ -72,6 +111,10 @@ def final_eval(trainer: Trainer, before: dict, games: int) -> dict:
             for when, metrics in (("initial", before), ("trained", after)):
                 r = rate(round(metrics[key] * size), size)
                 out[f"{key.removeprefix('eval/')}/{when}"] = [round(r["rate"], 3)] + [round(x, 3) for x in r["ci95"]]
+        return out
+    if name in REASONING:
+        out["initial"] = before
+        out["trained"] = {**game_rates(trainer, games), **reasoning_scores(trainer, REASONING[name])}
         return out
     recipe = trainer.recipe
     agent = recipe.agent(seed=12345)  # the policy the run exports: the weight average when the preset averages
@@ -92,12 +135,15 @@ def final_eval(trainer: Trainer, before: dict, games: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=None, help="every run's budget (default: per preset)")
-    parser.add_argument("--only", default="tictactoe,kuhn,ablation,rlvr,lsp")
+    parser.add_argument("--only", default="tictactoe,kuhn,ablation,rlvr,lsp",
+                        help="runs, comma-separated; smollm2 (an hour, the real model) is not in the default")
     parser.add_argument("--games", type=int, default=1000)
     parser.add_argument("--seeds", default="", help="comma-separated seeds (default: the presets' own)")
     parser.add_argument("--out", default="runs/bench-learning")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a config override for every run, e.g. --set recipe.past_opponents.fraction=0.5")
+    parser.add_argument("--skip-initial", action="store_true",
+                        help="smollm2: skip measuring the initial model (the same figures every run)")
     args = parser.parse_args()
     out = Path(args.out)
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [None]
@@ -106,8 +152,8 @@ def main() -> None:
         for seed in seeds:
             key = name if seed is None else f"{name}-seed{seed}"
             print(f"== {key}: training for {args.minutes or PRESETS[name][2]} minutes", flush=True)
-            trainer, before = train(name, args.minutes, out, seed, args.set)
-            results[key] = final_eval(trainer, before, args.games)
+            trainer, before = train(name, args.minutes, out, seed, args.set, args.games, args.skip_initial)
+            results[key] = final_eval(trainer, before, args.games, name)
             print(json.dumps({key: results[key]}), flush=True)
 
     print(f"\nmachine: {platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}")
@@ -118,6 +164,10 @@ def main() -> None:
                      "eval/tictactoe/vs_random/win", out / "rae_ablation.png")
         compare_runs([out / "tictactoe", out / "ablation"], ["RAE", "RAE off"], "response_length",
                      out / "rae_ablation_response_length.png")
+    if "smollm2" in results:
+        for metric in ("invalid_move_rate", "eval/tictactoe/vs_random/win"):
+            compare_runs([out / "smollm2"], ["SmolLM2-135M, SPIRAL TicTacToe"], metric,
+                         out / f"smollm2_{metric.replace('/', '_')}.png")
     held_out = [name for name in ("rlvr", "lsp") if name in results]
     if held_out:
         labels = {"rlvr": "RLVR (GRPO, data)", "lsp": "LSP-Zero (data-free)"}

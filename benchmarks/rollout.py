@@ -1,26 +1,31 @@
 """Rollout speed: continuous batching vs the original lockstep loop, and collection
-throughput vs the model's plain batched `generate`, all in one run on one tiny model.
+throughput vs the model's plain batched `generate`, all in one run on one model.
 
     python benchmarks/rollout.py [--config spiral_tictactoe_tiny] [--warmup-steps 200] [--batch 64] [--samples 4096]
+    python benchmarks/rollout.py --config spiral_tictactoe_smollm2 --resume RUN_DIR --batch 32 --samples 192 \
+                                 --repeats 1 --no-synthetic       # the real model, as a finished run left it
 
 1. A short self-play warm-up of the preset (default: TicTacToe; `spiral_multigame_tiny`
    mixes three games) trains the tiny model until it plays mostly valid moves, so games
    have their natural, varying lengths (a random model ends every game on move 1).
+   `--resume RUN_DIR` starts from that run's last checkpoint instead (no warm-up).
 2. Turn samples per second, collecting the same number of samples with the same model:
    `lockstep` (all games start together, the batch shrinks as they end: the original
-   SPIRAL loop) vs `continuous` (a finished game is replaced at once). Also the turns per
-   round of each: their ratio is what continuous batching would gain if a round cost the
-   same whatever its size (the bound; a cost that grows with the round only lowers it).
-3. Generated tokens per second during continuous collection vs `model.generate` on a
-   full batch of the same size, prompt length and number of new tokens (one-game presets:
-   a mixture's games have different generation limits).
+   SPIRAL loop) vs `continuous` (round scheduling: a finished game is replaced at once)
+   vs `token` (token scheduling: a game also moves on as soon as its own answer ends),
+   with forward passes per sample. Also the turns per round of lockstep and continuous:
+   their ratio is what continuous batching would gain if a round cost the same whatever
+   its size (the bound; a cost that grows with the round only lowers it).
+3. Generated tokens per second during collection with the preset's scheduling vs
+   `model.generate` on a full batch of the same size, prompt length and number of new
+   tokens (one-game presets: a mixture's games have different generation limits).
 4. Answers of ragged lengths (sampling, a quarter of the vocabulary stops a row, up to
    64 new tokens): the generator dropping stopped rows from the batch vs stepping them
    to the end as `model.generate` does; and the same ragged answers as the games' moves,
    collected with round scheduling (a round lasts as long as its longest answer) vs token
    scheduling (a game moves on when its own answer ends): samples per second and forward
    passes per sample (what an accelerator, where a forward pass costs about the same for
-   any number of rows, would be bound by).
+   any number of rows, would be bound by). `--no-synthetic` skips this part.
 Figures are ratios against baselines measured in the same run.
 """
 
@@ -104,24 +109,35 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=4096)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--resume", default=None, help="a run folder: measure its last checkpoint (no warm-up)")
+    parser.add_argument("--no-synthetic", action="store_true", help="skip the synthetic ragged-answer part (4.)")
     args = parser.parse_args()
 
+    from selfplay.runs import latest_checkpoint
+
+    checkpoint = latest_checkpoint(args.resume) if args.resume else None
+    steps = 0 if checkpoint else args.warmup_steps
     cfg = load_config(resolve_preset(args.config),
-                      [f"steps={args.warmup_steps}", "eval.every=0", f"threads={args.threads}",
+                      [f"steps={max(steps, 1)}", "eval.every=0", f"threads={args.threads}",
                        "save_every=100000", "output_dir=/tmp/selfplay-bench-rollout", "time_limit_minutes=null"])
-    trainer = Trainer(cfg, cfg.output_dir)
+    trainer = Trainer(cfg, cfg.output_dir, resume_from=checkpoint)
     names = ", ".join(g.name for g in cfg.recipe.games)
-    print(f"warm-up: {args.warmup_steps} self-play steps on {names} (tiny model, {cfg.recipe.style})...", flush=True)
-    trainer.train()
+    if checkpoint:
+        print(f"measuring {checkpoint} ({cfg.model.name}, {cfg.recipe.style})", flush=True)
+    else:
+        print(f"warm-up: {steps} self-play steps on {names} ({cfg.model.name}, {cfg.recipe.style})...", flush=True)
+        trainer.train()
     games = cfg.recipe.games
 
-    rows = {"lockstep": [], "continuous": []}
+    modes = {"lockstep": (True, "round"), "continuous": (False, "round"), "token": (False, "token")}
+    rows = {mode: [] for mode in modes}
     for r in range(args.repeats):
-        for mode in rows:
-            rows[mode].append(collect_rate(trainer, cfg.recipe, mode == "lockstep", args.batch, args.samples,
-                                           seed=100 + r))
+        for mode, (lockstep, scheduling) in modes.items():
+            rows[mode].append(collect_rate(trainer, cfg.recipe, lockstep, args.batch, args.samples,
+                                           seed=100 + r, scheduling=scheduling))
     best = {mode: max(rs, key=lambda x: x["samples_per_s"]) for mode, rs in rows.items()}
     prompt_len = round(best["continuous"]["prompt_len"])
+    preset_mode = "token" if cfg.recipe.scheduling == "token" else "continuous"
     plain = None
     if len(games) == 1:
         plain = max(plain_generate_rate(trainer, args.batch, prompt_len, games[0].max_new_tokens
@@ -129,12 +145,23 @@ def main() -> None:
 
     print(f"\nmachine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
           f"batch {args.batch}, {args.samples} samples per measurement, best of {args.repeats}")
-    print(f"{'mode':<12}{'samples/s':>12}{'tokens/s':>12}{'mean batch':>12}{'turns/round':>13}")
+    print(f"{'mode':<12}{'samples/s':>12}{'tokens/s':>12}{'mean batch':>12}{'turns/round':>13}{'fwd/sample':>12}")
     for mode, b in best.items():
-        print(f"{mode:<12}{b['samples_per_s']:>12.0f}{b['tokens_per_s']:>12.0f}{b['mean_batch']:>12.1f}"
-              f"{b['per_round']:>13.1f}")
+        print(f"{mode:<12}{b['samples_per_s']:>12.2f}{b['tokens_per_s']:>12.0f}{b['mean_batch']:>12.1f}"
+              f"{b['per_round']:>13.1f}{b['forwards_per_sample']:>12.2f}")
     if plain is not None:
         print(f"{'generate':<12}{'':>12}{plain:>12.0f}{args.batch:>12}")
+    print(f"\ngames: {names}")
+    print(f"continuous / lockstep samples per second:        {best['continuous']['samples_per_s'] / best['lockstep']['samples_per_s']:.2f}x")
+    # If a round cost the same however many turns it holds (the ideal accelerator), the
+    # speed-up would be this ratio; a round's cost growing with its size only lowers it.
+    print(f"  bound: continuous / lockstep turns per round:   {best['continuous']['per_round'] / best['lockstep']['per_round']:.2f}x")
+    print(f"token / lockstep samples per second:             {best['token']['samples_per_s'] / best['lockstep']['samples_per_s']:.2f}x")
+    if plain is not None:
+        print(f"{preset_mode} collection tokens/s / plain model.generate: "
+              f"{best[preset_mode]['tokens_per_s'] / plain:.2f}")
+    if args.no_synthetic:
+        return
     dropped = max(ragged_rate(trainer, args.batch, True) for _ in range(args.repeats))
     stepped = max(ragged_rate(trainer, args.batch, False) for _ in range(args.repeats))
     print(f"ragged answers, tokens/s: stopped rows dropped {dropped:.0f}, stepped to the end {stepped:.0f}")
@@ -149,13 +176,6 @@ def main() -> None:
     for mode, b in sched_rows.items():
         print(f"ragged answers in games, {mode} scheduling: {b['samples_per_s']:.0f} samples/s, "
               f"{b['forwards_per_sample']:.3f} forward passes per sample")
-    print(f"\ngames: {names}")
-    print(f"continuous / lockstep samples per second:        {best['continuous']['samples_per_s'] / best['lockstep']['samples_per_s']:.2f}x")
-    # If a round cost the same however many turns it holds (the ideal accelerator), the
-    # speed-up would be this ratio; a round's cost growing with its size only lowers it.
-    print(f"  bound: continuous / lockstep turns per round:   {best['continuous']['per_round'] / best['lockstep']['per_round']:.2f}x")
-    if plain is not None:
-        print(f"continuous tokens/s / plain model.generate:       {best['continuous']['tokens_per_s'] / plain:.2f}")
     print(f"ragged answers, dropping stopped rows / stepping:  {dropped / stepped:.2f}x")
     r, t = sched_rows["round"], sched_rows["token"]
     print(f"ragged answers in games, token / round scheduling: {t['samples_per_s'] / r['samples_per_s']:.2f}x "

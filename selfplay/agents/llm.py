@@ -12,36 +12,36 @@ from collections import OrderedDict
 import torch
 
 from selfplay.agents.base import Agent
-from selfplay.agents.prompt import SPIRAL_TEMPLATE
+from selfplay.agents.prompt import game_messages
 from selfplay.games.base import Game
-from selfplay.models.loading import style_prompt_ids
+from selfplay.models.loading import render_messages
 from selfplay.seeding import derive_seed
 
 
 class GamePrompter:
-    """Observation -> prompt ids. `chat` games get SPIRAL's template (through the
-    tokenizer's chat template when asked); `compact` games are fed raw, a handful of
-    tokens for tiny models."""
+    """Observation -> prompt ids. `chat` games get SPIRAL's template, or the `brief` prompt
+    (through the tokenizer's chat template when asked); `compact` games are fed raw, a
+    handful of tokens for tiny models."""
 
-    def __init__(self, tokenizer, use_chat_template: bool | None = None, cache_size: int = 65536):
+    def __init__(self, tokenizer, use_chat_template: bool | None = None, cache_size: int = 65536,
+                 prompt: str = "paper"):
         self.tokenizer = tokenizer
         self.use_chat_template = use_chat_template  # None: the template if the tokenizer has one
+        self.prompt = prompt  # paper | brief (see agents/prompt.py)
         self._cache: OrderedDict[tuple[str, str], list[int]] = OrderedDict()
         self.cache_size = cache_size
 
     def ids(self, game: Game) -> list[int]:
-        key = (game.style, game.observation())
+        key = (game.style, game.observation())  # the observation fixes the prompt
         ids = self._cache.get(key)
         if ids is None:  # compact observations repeat a lot: tokenise each once
-            ids = self._encode(game.style, key[1])
+            ids = (self.tokenizer(key[1], add_special_tokens=False)["input_ids"] if game.style == "compact" else
+                   render_messages(self.tokenizer, game_messages(game, self.prompt),
+                                   use_chat_template=self.use_chat_template))
             self._cache[key] = ids
             if len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
         return list(ids)
-
-    def _encode(self, style: str, obs: str) -> list[int]:
-        text = obs if style == "compact" else SPIRAL_TEMPLATE.format(obs=obs)
-        return style_prompt_ids(self.tokenizer, text, style, self.use_chat_template)
 
 
 class LLMAgent(Agent):
@@ -52,10 +52,10 @@ class LLMAgent(Agent):
     style: str | None = None  # the observation style the model was trained on, when known
 
     def __init__(self, model, tokenizer, generator, sampling, seed: int | None = None,
-                 use_chat_template: bool | None = None):
+                 use_chat_template: bool | None = None, prompt: str = "paper"):
         super().__init__(seed)
         self.model, self.tokenizer, self.generator, self.sampling = model, tokenizer, generator, sampling
-        self.prompter = GamePrompter(tokenizer, use_chat_template)
+        self.prompter = GamePrompter(tokenizer, use_chat_template, prompt=prompt)
         self._calls = 0
         self._seed = 0 if seed is None else seed
 
@@ -149,8 +149,11 @@ def llm_agent_from(source, *, temperature: float | None = None, top_p: float = 1
         max_new_tokens = (config.get("sampling") or {}).get("max_new_tokens", 4096)
     if use_chat_template is None:
         use_chat_template = model_cfg.get("use_chat_template")
-    model, tokenizer = load_model(source.path, dtype=model_cfg.get("dtype", "auto"), device=device)
+    model, tokenizer = load_model(source.path, dtype=model_cfg.get("dtype", "auto"), device=device,
+                                  seed=int(config.get("seed", 0)))  # a tiny LoRA base: the run's seed
     sampling = SamplingParams(float(temperature), top_p, int(max_new_tokens))  # stop: EOS and <|im_end|>
-    agent = LLMAgent(model, tokenizer, HFGenerator(model, tokenizer), sampling, seed, use_chat_template)
+    recipe = config.get("recipe") or {}
+    agent = LLMAgent(model, tokenizer, HFGenerator(model, tokenizer), sampling, seed, use_chat_template,
+                     prompt=recipe.get("prompt", "paper"))  # the prompt it was trained with
     agent.style = (config.get("recipe") or {}).get("style")  # the style it was trained on (None: unknown)
     return agent

@@ -214,6 +214,13 @@ class Game(ABC):
     def observation(self, player: int | None = None) -> str:
         """What `player` (default: the current one) sees, in this game's style."""
 
+    def brief_observation(self) -> str:
+        """The current player's view in as few words as it can be said, for small models
+        (the `brief` prompt); by default the full chat observation."""
+        view = self.clone()
+        view.style = "chat"
+        return view.observation()
+
     @abstractmethod
     def information_state(self, player: int | None = None) -> str:
         """A key identifying everything `player` knows (equal keys = same decision)."""

@@ -137,6 +137,12 @@ class TicTacToe(Game):
         ending = _ENDINGS.get((self.cells, player, self._over)) or _ending(self.cells, player, self._over)
         return _HEADS[player] + (self._moves[2:] or "none yet") + ending
 
+    def brief_observation(self) -> str:
+        mark = MARKS[self.player]
+        board = BOARD.format(*(c if c != "." else i for i, c in enumerate(self.cells)))
+        return (f"Tic Tac Toe. You are {mark}, your opponent is {MARKS[1 - self.player]}. "
+                f"The board, free cells numbered:\n{board}\nLegal moves: {', '.join(self.legal_actions())}")
+
     def clone(self) -> TicTacToe:
         # Much faster than deepcopy; search-based agents clone a lot.
         new = copy.copy(self)

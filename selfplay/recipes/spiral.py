@@ -74,6 +74,9 @@ class PastOpponentsConfig(RecipeSection):
 class Config(RecipeSection):
     name: Literal["spiral"] = "spiral"
     style: Literal["chat", "compact"] = "chat"  # chat: the paper's prompt; compact: tiny models
+    # chat style's prompt: `paper` (SPIRAL's: reason step by step, then \boxed{}) or `brief`
+    # (a short observation and "reply with your move only"; small chat models, agents/prompt.py)
+    prompt: Literal["paper", "brief"] = "paper"
     games: list[GameSpec] = [GameSpec(name="tictactoe", eval_opponent="minimax")]
     samples_per_step: int = Field(128, gt=0)  # turn-samples per training step (paper: 128)
     parallel_games: int = Field(32, gt=0)  # games in flight; finished ones are replaced at once
@@ -135,7 +138,7 @@ class SpiralRecipe(Recipe):
     def __init__(self, cfg: Config, policy, context):
         super().__init__(cfg, policy, context)
         self.specs = {spec.name: spec for spec in reversed(cfg.games)}  # the first spec of a name wins
-        self.prompter = GamePrompter(policy.tokenizer, policy.use_chat_template)
+        self.prompter = GamePrompter(policy.tokenizer, policy.use_chat_template, prompt=cfg.prompt)
         self.rng = random.Random(context.seed)  # which game each new episode plays, openings, opponents
         self.opponents: dict[str, Any] = {}  # FIXED and past snapshots, by key
         if cfg.opponent == "frozen":
@@ -196,7 +199,7 @@ class SpiralRecipe(Recipe):
         policy = self.policy
         model, generator = (policy.model, policy.generator) if online else (policy.evaluator, policy.eval_generator)
         return LLMAgent(model, policy.tokenizer, generator, sampling or self.context.eval_sampling, seed=seed,
-                        use_chat_template=policy.use_chat_template)
+                        use_chat_template=policy.use_chat_template, prompt=self.cfg.prompt)
 
     def evaluate(self, step: int) -> Evaluation:
         """Games against `random` and each game's `eval_opponent`: win / draw / loss / invalid
@@ -296,7 +299,7 @@ class SpiralRecipe(Recipe):
     def _model_opponent(self, model, seed: int) -> LLMAgent:
         """A frozen model as the rollout's opponent, sampling as the learner does."""
         return LLMAgent(model, self.policy.tokenizer, self.policy.generator_for(model), self.context.sampling,
-                        seed=seed, use_chat_template=self.policy.use_chat_template)
+                        seed=seed, use_chat_template=self.policy.use_chat_template, prompt=self.cfg.prompt)
 
     def _snapshot_dir(self, key: str) -> Path:
         return self.context.run_dir / OPPONENTS / key
