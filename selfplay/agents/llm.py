@@ -155,5 +155,5 @@ def llm_agent_from(source, *, temperature: float | None = None, top_p: float = 1
     recipe = config.get("recipe") or {}
     agent = LLMAgent(model, tokenizer, HFGenerator(model, tokenizer), sampling, seed, use_chat_template,
                      prompt=recipe.get("prompt", "paper"))  # the prompt it was trained with
-    agent.style = (config.get("recipe") or {}).get("style")  # the style it was trained on (None: unknown)
+    agent.style = recipe.get("style")  # the style it was trained on (None: unknown)
     return agent

@@ -42,14 +42,12 @@ class Policy:
         # A checkpoint written with weight averaging holds the average; the online weights are in online/.
         averaged_ckpt = resume_from is not None and (resume_from / ONLINE).is_dir()
         source = resume_from / ONLINE if averaged_ckpt else resume_from or model_cfg.name
-        if model_cfg.lora:  # the base model, and the adapter: fresh, or the checkpoint's
-            self.model, self.tokenizer = load_model(model_cfg.name, dtype=master_dtype, device=model_cfg.device,
-                                                    seed=seed)
+        if model_cfg.lora:  # a LoRA checkpoint holds the adapter only: load the base under it
+            source = model_cfg.name
+        self.model, self.tokenizer = load_model(str(source), dtype=master_dtype, device=model_cfg.device, seed=seed)
+        if model_cfg.lora:  # the adapter: the checkpoint's, or a fresh one
             self.model = (load_adapter(self.model, resume_from, trainable=True) if resume_from else
                           add_adapter(self.model, model_cfg.lora, seed=seed, base_name=model_cfg.name))
-        else:
-            self.model, self.tokenizer = load_model(str(source), dtype=master_dtype, device=model_cfg.device,
-                                                    seed=seed)
         # Polyak averaging: the learner trains self.model; evaluation and checkpoints use the average
         # (kept in the master dtype: in bf16 the average's small steps would round away too).
         self.average = None
