@@ -18,7 +18,7 @@ from selfplay.models import (
     save_checkpoint,
     token_logprobs,
 )
-from selfplay.models.generation import sample_next
+from selfplay.models.generation import default_stop_token_ids, sample_next
 from selfplay.models.gguf import ModelLoadError
 
 
@@ -208,6 +208,27 @@ def test_sampler_draws_from_temperature_and_top_p_distribution():
     # temperature 0.5 squares the probabilities: 25:9:4 / 38
     counts = torch.bincount(sample_next(logits, SamplingParams(temperature=0.5), rng), minlength=3) / 40_000
     torch.testing.assert_close(counts, torch.tensor([25 / 38, 9 / 38, 4 / 38]), atol=0.01, rtol=0)
+
+
+def test_allowed_token_ids_restrict_the_draw_and_keep_the_policys_log_probs(tiny):
+    # the sampler: mass only on the allowed ids, in the policy's proportions (0.3 : 0.2)
+    rng = torch.Generator().manual_seed(0)
+    logits = torch.log(torch.tensor([0.5, 0.3, 0.2])).expand(40_000, 3)
+    counts = torch.bincount(sample_next(logits, SamplingParams(allowed_token_ids=(1, 2)), rng), minlength=3) / 40_000
+    torch.testing.assert_close(counts, torch.tensor([0.0, 0.6, 0.4]), atol=0.01, rtol=0)
+    assert sample_next(logits[:2], SamplingParams(temperature=0, allowed_token_ids=(2,)), rng).tolist() == [2, 2]
+    # a generation: every token allowed; log-probs are log pi_theta over the whole vocabulary
+    model, tokenizer = tiny
+    allowed = tuple(tokenizer(c, add_special_tokens=False)["input_ids"][0] for c in "0123456789")
+    allowed += default_stop_token_ids(model, tokenizer)
+    generations = HFGenerator(model, tokenizer).generate(
+        [render_prompt(tokenizer, p) for p in PROMPTS], SamplingParams(max_new_tokens=8, allowed_token_ids=allowed),
+        seed=1)
+    for gen in generations:
+        assert set(gen.response_ids) <= set(allowed) and all(c.isdigit() for c in gen.text)
+        torch.testing.assert_close(torch.tensor(gen.logprobs), _fresh_forward_logprobs(model, gen), atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="allowed_token_ids"):
+        SamplingParams(allowed_token_ids=())
 
 
 def test_load_weights_copies_into_a_separate_model_and_is_free_when_shared(tiny):

@@ -40,6 +40,9 @@ class SamplingParams:
     top_p: float = 1.0
     max_new_tokens: int = 256
     stop_token_ids: tuple[int, ...] | None = None  # None: the backend's defaults (EOS, <|im_end|>)
+    # Sample only these ids (a constrained alphabet, e.g. AZR's compact programs); None: any.
+    # Generation.logprobs stay log pi_theta over the whole vocabulary, what the learner computes.
+    allowed_token_ids: tuple[int, ...] | None = None
 
     def __post_init__(self):
         if self.temperature < 0:
@@ -48,6 +51,8 @@ class SamplingParams:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.allowed_token_ids is not None and not self.allowed_token_ids:
+            raise ValueError("allowed_token_ids must hold at least one id (or be None)")
 
 
 @dataclass
@@ -96,7 +101,12 @@ def default_stop_token_ids(model, tokenizer) -> tuple[int, ...]:
 
 
 def sample_next(logits: torch.Tensor, params: SamplingParams, rng: torch.Generator | None) -> torch.Tensor:
-    """Draw one token per row from softmax(logits / T), restricted to the top-p nucleus."""
+    """Draw one token per row from softmax(logits / T), restricted to the top-p nucleus (and to
+    `params.allowed_token_ids`, when set)."""
+    if params.allowed_token_ids is not None:
+        keep = torch.full_like(logits, float("-inf"))
+        index = torch.tensor(params.allowed_token_ids, device=logits.device)
+        logits = keep.index_copy_(-1, index, logits.index_select(-1, index))
     if params.temperature == 0:
         return logits.argmax(dim=-1)
     probs = torch.softmax(logits.float() / params.temperature, dim=-1)
