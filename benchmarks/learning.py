@@ -50,11 +50,13 @@ PRESETS = {
     "rlvr": ("rlvr_tiny", [], 5),
     "lsp": ("lsp_tiny", [], 15),
     "smollm2": ("spiral_tictactoe_smollm2", [], 60),
+    "azr": ("azr_tiny", [], 15),
+    "azr_smollm2": ("azr_smollm2", [], 30),
 }
 # runs also scored on reasoning suites before and after: suite -> fixed subset size
 REASONING = {"smollm2": {"humaneval": 32, "math": 64}}
 REASONING_MAX_NEW_TOKENS = 384
-HELD_OUT = ("rlvr", "lsp")  # recipes measured by held-out accuracy on a task family
+HELD_OUT = ("rlvr", "lsp", "azr")  # recipes measured on held-out problems before and after
 
 
 def train(name: str, minutes: float | None, out: Path, seed: int | None = None, overrides: list[str] = (),
@@ -106,11 +108,14 @@ def final_eval(trainer: Trainer, before: dict, games: int, name: str = "") -> di
     out = {"steps": trainer.step, "minutes": round(trainer.wall_minutes, 1)}
     if trainer.cfg.recipe.name in HELD_OUT:  # held-out accuracy before and after, with Wilson 95% intervals
         after = trainer.recipe.evaluate(trainer.step).metrics
-        size = len(trainer.recipe.held_out)
-        for key in sorted(k for k in after if k.endswith("/accuracy")):
+        held_out = trainer.recipe.held_out
+        for key in sorted(k for k in after if k.endswith(("/accuracy", "/solve_rate"))):
+            size = len(held_out[key.split("/")[2]]) if isinstance(held_out, dict) else len(held_out)
             for when, metrics in (("initial", before), ("trained", after)):
                 r = rate(round(metrics[key] * size), size)
                 out[f"{key.removeprefix('eval/')}/{when}"] = [round(r["rate"], 3)] + [round(x, 3) for x in r["ci95"]]
+        if trainer.cfg.recipe.name == "azr":
+            out["training"] = azr_training(trainer.run_dir)
         return out
     if name in REASONING:
         out["initial"] = before
@@ -129,6 +134,28 @@ def final_eval(trainer: Trainer, before: dict, games: int, name: str = "") -> di
         if trainer.policy.average:  # the last policy the learner trained, for comparison
             online = recipe.agent(online=True)
             out["exploitability_online"] = round(float(exploitability(online, spec.name, options)), 4)
+    return out
+
+
+def azr_training(run_dir: Path, last: int = 50) -> dict:
+    """AZR's training figures over the last `last` steps: valid proposals, the share of valid
+    proposals with a learnability reward in (0, 1), and the sandbox's share of a step's wall
+    time and the programs per second it ran while in use."""
+    from selfplay.metrics import read_metrics
+
+    rows = read_metrics(run_dir)[-last:]
+    def mean(key: str) -> float | None:  # over the steps that have the figure
+        values = [r[key] for r in rows if key in r]
+        return round(sum(values) / len(values), 3) if values else None
+
+    out = {kind: {"valid_proposals": mean(f"azr/{kind}/valid_proposals"),
+                  "learnability_positive_of_valid": mean(f"azr/{kind}/learnability_positive"),
+                  "solve_rate": mean(f"azr/{kind}/solve_rate")}
+           for kind in ("deduction", "abduction", "induction")}
+    sandbox_s = sum(r["time/azr_sandbox_s"] for r in rows)
+    step_s = sum(r["time/collect_s"] + r["time/update_s"] for r in rows)
+    out["sandbox_share_of_step"] = round(sandbox_s / step_s, 3)
+    out["sandbox_programs_per_s"] = round(sum(r["azr/sandbox_programs"] for r in rows) / max(sandbox_s, 1e-9), 1)
     return out
 
 

@@ -63,13 +63,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from selfplay.checkpoints import CheckpointError  # light: no torch
     from selfplay.models.gguf import ModelLoadError  # light: no torch
+    from selfplay.sandbox import SandboxUnavailable  # light: the standard library only
 
     try:
         return int(importlib.import_module(COMMANDS[args.command][0]).run(args) or 0)
     except CheckpointError as err:  # a full disk is the user's to fix: one line says how, no traceback
         print(f"error: {err}", file=sys.stderr)
         return 1
-    except ModelLoadError as err:  # a bad model name or file: say what was tried
+    except (ModelLoadError, SandboxUnavailable) as err:  # a bad model; a sandbox layer missing here
         print(f"error: {err}", file=sys.stderr)
         return 2
 

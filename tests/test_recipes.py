@@ -25,6 +25,9 @@ CONTRACT = {
     "spiral": ("spiral_tictactoe_tiny", ["recipe.samples_per_step=32", "recipe.parallel_games=16",
                                          "recipe.eval_games=8"]),
     "rlvr": ("rlvr_tiny", ["recipe.prompts_per_step=8", "recipe.answers_per_prompt=4", "recipe.eval_size=16"]),
+    "azr": ("azr_tiny", ["recipe.propose={deduction: 8, abduction: 8, induction: 4}",
+                         "recipe.solve={deduction: 8, abduction: 8, induction: 4}", "recipe.attempts=4",
+                         "recipe.eval_size=8"]),
     "lsp": ("lsp_tiny", ["recipe.queries_per_step=32", "recipe.answers_per_query=4", "recipe.eval_size=16"]),
 }
 COMMON = ["steps=8", "save_every=3", "eval.every=4", "threads=1", "time_limit_minutes=null"]
@@ -35,7 +38,7 @@ def test_every_registered_recipe_is_held_to_the_contract():
 
 
 def test_an_unknown_recipe_lists_the_choices():
-    with pytest.raises(ValueError, match=r"unknown recipe 'lsq'; available: lsp, rlvr, spiral"):
+    with pytest.raises(ValueError, match=r"unknown recipe 'lsq'; available: azr, lsp, rlvr, spiral"):
         recipe_class("lsq")
 
 

@@ -163,7 +163,7 @@ def test_config_errors_name_the_key_and_the_choices():
           ["recipe.games=[{name: chess}]"])
     check(r"recipe.opponent.*unknown agent 'minimaxx'; available: self, frozen, .*minimax.*random",
           ["recipe.opponent=minimaxx"])
-    check(r"unknown recipe 'lsq'.*available: lsp, rlvr, spiral", ["recipe.name=lsq"])
+    check(r"unknown recipe 'lsq'.*available: azr, lsp, rlvr, spiral", ["recipe.name=lsq"])
     check(r"unknown config key 'recipe.rae_alphaa'; did you mean recipe.rae_alpha\b", ["recipe.rae_alphaa=1"])
     # the keys that moved into `recipe` and `sampling` point to their new place
     check(r"unknown config key 'advantage'; did you mean recipe.advantage", ["advantage.estimator=gae"])

@@ -17,6 +17,12 @@ text in this process.
              answers. The last `\\boxed{...}` of the response must hold a number that
              math-verify finds equal to the answer. Metric: accuracy.
 
+`programs`   AZR's held-out program reasoning (selfplay.evals.program_bank, chat style):
+             64 deduction, 64 abduction and 64 induction tasks over CRUXEval-like
+             programs that no training run may propose, in AZR's `<think>`/`<answer>`
+             format, graded by `selfplay.tasks.programs.Checker` (outputs compared as
+             literals, inputs and programs run in the sandbox). Metric: accuracy.
+
 math-verify bounds its parsing with `signal.alarm`, so math grading must run in the main
 thread of the main interpreter: `grade_math` and `run_suite("math", ...)` raise
 RuntimeError anywhere else rather than silently grading without a time limit. Only
@@ -294,6 +300,43 @@ def grade_math(problem: Problem, response: str) -> Grade:
     return Grade(False, f"wrong answer {shown!r} (expected {problem.answer})")
 
 
+# ---- programs (AZR's held-out tasks) -------------------------------------------------------
+
+PROGRAMS_PER_TYPE = 64
+PROGRAMS_SHOWN = 5  # induction: pairs shown of 10; the other 5 score the answer
+
+
+@functools.cache
+def program_problems() -> tuple[Problem, ...]:
+    """The chat-style held-out tasks, their outputs computed once in a sandbox."""
+    import json
+
+    from selfplay.sandbox import Sandbox
+    from selfplay.tasks.programs import ChatStyle, Checker, held_out_tasks
+
+    style = ChatStyle()
+    with Sandbox() as box:
+        tasks = held_out_tasks(Checker(box, style), PROGRAMS_PER_TYPE)
+    return tuple(Problem(f"{kind}/{i}", style.solve_prompt(kind, task, PROGRAMS_SHOWN),
+                         answer=json.dumps(task.to_dict()))
+                 for kind, kind_tasks in tasks.items() for i, task in enumerate(kind_tasks))
+
+
+def grade_programs_many(problems: list[Problem], responses: list[str], sandbox) -> list[Grade]:
+    import json
+
+    from selfplay.tasks.programs import ChatStyle, Checker, ProgramTask
+
+    checker, grades = Checker(sandbox, ChatStyle()), {}
+    for kind in ("deduction", "abduction", "induction"):
+        mine = [i for i, p in enumerate(problems) if p.id.startswith(kind + "/")]
+        answers = checker.grade(kind, [ProgramTask.from_dict(json.loads(problems[i].answer)) for i in mine],
+                                [responses[i] for i in mine], PROGRAMS_SHOWN)
+        grades.update({i: Grade(a.correct, a.reason or ("" if a.well_formatted else "badly formatted"))
+                       for i, a in zip(mine, answers)})
+    return [grades[i] for i in range(len(problems))]
+
+
 # ---- suites ------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -317,6 +360,9 @@ SUITES: dict[str, Suite] = {
                   raw_text=lambda p: MATH_PROMPT.format(question=p.text) + "\n",
                   grade_many=lambda ps, rs, _: [grade_math(p, r) for p, r in zip(ps, rs, strict=True)],
                   needs_sandbox=False, ready=_math_ready),
+    "programs": Suite("programs", "accuracy", program_problems, chat_text=lambda p: p.text,
+                      raw_text=lambda p: p.text + "\n<think>", grade_many=grade_programs_many,
+                      needs_sandbox=True, ready=lambda: None),
 }
 
 

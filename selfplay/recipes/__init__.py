@@ -115,8 +115,9 @@ def recipe_class(name: str) -> type[Recipe]:
 
 
 # At the end: the recipe modules import the interface above.
+from selfplay.recipes.azr import AZRRecipe  # noqa: E402
 from selfplay.recipes.lsp import LSPRecipe  # noqa: E402
 from selfplay.recipes.rlvr import RLVRRecipe  # noqa: E402
 from selfplay.recipes.spiral import SpiralRecipe  # noqa: E402
 
-RECIPES: dict[str, type[Recipe]] = {"lsp": LSPRecipe, "rlvr": RLVRRecipe, "spiral": SpiralRecipe}
+RECIPES: dict[str, type[Recipe]] = {"azr": AZRRecipe, "lsp": LSPRecipe, "rlvr": RLVRRecipe, "spiral": SpiralRecipe}

@@ -294,6 +294,11 @@ class Sandbox:
             worker.close()
 
     @property
+    def started(self) -> bool:
+        """Whether `start` has run and `close` has not since."""
+        return self._pool is not None
+
+    @property
     def isolation(self) -> dict[str, bool]:
         """Which protection layers are active, by name (see LAYER_DESCRIPTIONS)."""
         layers = self._workers[0].layers

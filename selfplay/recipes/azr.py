@@ -1,0 +1,372 @@
+"""AZR, Absolute Zero: one model proposes Python tasks and solves them (ALGORITHMS.md section 3).
+
+Three task types over a program f (selfplay.tasks.programs): deduction (f, x -> y), abduction
+(f, y -> x) and induction (pairs -> f), each with two roles. Every step:
+
+    propose   for each type, N proposals; a deduction or abduction proposer sees K references
+              drawn without replacement from its type's buffer, an induction proposer one
+              program from the deduction and abduction buffers, and writes inputs and a message
+    validate  in the sandbox only: parses, defines f, no banned module by any route, runs
+              within the timeout, the same output in two fresh processes with different hash
+              seeds, the output a literal of built-in types within the size limit
+    learn     n solver attempts at temperature 1 on each valid proposal (not trained on):
+              solve rate s, r_propose = 1 - s if 0 < s < 1 else 0
+    solve     N tasks per type, from the previous step's valid proposals filled up from the
+              buffers (the original's timing); r_solve = 1 if correct
+    buffers   every valid proposal joins its type's buffer (deduplicated, the newest kept)
+    TRR++     A = (r - mean) / (std + eps) per (task type, role): six baselines
+
+Choices, each an option (the original's in brackets):
+- `penalties: paper` (default): an invalid or badly formatted response gets -1, a well
+  formatted wrong answer -0.5, a valid proposal with s in {0, 1} gets 0 (the paper's
+  equation). `code` [the authors' code] gives that proposal -0.5; `none` gives 0 to all three.
+- `solver_tasks: previous` [the original] or `same` (this step's proposals).
+- `token_weighted: false` (the paper's per-sequence TRR++) or true [the code's token weighting].
+- The validity checks of the original are replaced (ALGORITHMS.md lists its quirks): banned
+  modules by any route (AST), determinism across processes, outputs whole up to
+  `output_max_chars`, helper functions allowed, buffers deduplicated, keeping the newest.
+  A proposed f must also take an argument and read it, and must not print: the paper's
+  prompt asks for both and the original checks neither (a constant f makes abduction trivial).
+- `seed_programs` (0 by default; the authors use 256): before the first step, grow the
+  deduction and abduction buffers to this many valid programs with the untrained model.
+- Held-out evaluation programs (selfplay.evals.program_bank) are rejected as proposals,
+  so no training run proposes them.
+
+Sections: config, collect (propose, validate, learnability, solve), rewards, advantages,
+evaluate, state.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import random
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from selfplay.algorithms.advantages import learnability_reward, trr_plus_plus_advantages
+from selfplay.models.generation import default_stop_token_ids
+from selfplay.models.loading import style_prompt_ids
+from selfplay.recipes import Batch, Evaluation, Recipe, RecipeSection
+from selfplay.rollout.sample import Sample
+from selfplay.sandbox import LAYERS, Sandbox, SandboxConfig
+from selfplay.seeding import derive_seed
+from selfplay.tasks.programs import PROPOSE, SOLVE, TASK_TYPES, Checker, ProgramTask, held_out_tasks, make_style
+
+CHAT_OUTPUTS = 200  # the longest output of a held-out chat program (selfplay.evals.program_bank)
+PER_TYPE = {"deduction": 64, "abduction": 64, "induction": 64}  # the paper's batch: 64 per (type, role)
+
+
+# ---- config ---------------------------------------------------------------------------------
+class SandboxSection(RecipeSection):
+    workers: int = Field(2, ge=1)
+    timeout_s: float = Field(10.0, gt=0)  # per program run (the paper: 10 s)
+    memory_mb: int = Field(256, gt=0)
+    # a longer output makes the proposal invalid (the original cuts outputs at 400 characters,
+    # which leaves them unsolvable); outputs go into abduction prompts, so keep it modest
+    output_max_chars: int = Field(1_000, gt=0)
+    require: list[str] = ["all"]  # isolation layers without which the run refuses to start
+
+
+class Config(RecipeSection):
+    name: Literal["azr"] = "azr"
+    style: Literal["compact", "chat"] = "compact"  # compact: tiny models on a CPU; chat: the paper's format
+    propose: dict[str, int] = dict(PER_TYPE)  # proposals per step, per task type
+    solve: dict[str, int] = dict(PER_TYPE)  # solver tasks per step, per task type
+    references: int = Field(6, ge=0)  # K: reference tasks shown to a deduction/abduction proposer
+    attempts: int = Field(8, ge=1)  # n: solver attempts per valid proposal for its learnability
+    induction_inputs: int = Field(10, ge=2)  # inputs an induction proposer writes
+    induction_shown: int = Field(5, ge=1)  # of which the solver sees the first; scored on the rest
+    penalties: Literal["paper", "code", "none"] = "paper"
+    solver_tasks: Literal["previous", "same"] = "previous"
+    token_weighted: bool = False  # TRR++ weighted by response tokens (the authors' code)
+    buffer_size: int = Field(16_384, gt=0)  # per task type; the newest entries are kept
+    seed_programs: int = Field(0, ge=0)  # grow the seed buffers to this many programs before training
+    propose_max_new_tokens: int | None = Field(None, gt=0)  # None: sampling.max_new_tokens
+    solve_max_new_tokens: int | None = Field(None, gt=0)
+    sandbox: SandboxSection = SandboxSection()
+    eval_size: int = Field(64, gt=0)  # held-out tasks per type
+    eval_transcripts: int = Field(2, ge=0)  # per type, written to transcripts.jsonl
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        for name, table in (("propose", self.propose), ("solve", self.solve)):
+            unknown = set(table) - set(TASK_TYPES)
+            if unknown:
+                raise ValueError(f"{name}: unknown task types {sorted(unknown)}; allowed: {', '.join(TASK_TYPES)}")
+            if any(n < 0 for n in table.values()):
+                raise ValueError(f"{name}: batch sizes must be >= 0")
+        if self.induction_shown >= self.induction_inputs:
+            raise ValueError("induction_shown must be less than induction_inputs (the rest score the solver)")
+        if self.style == "chat" and self.sandbox.output_max_chars < CHAT_OUTPUTS:
+            raise ValueError(f"sandbox.output_max_chars: the held-out chat programs return up to {CHAT_OUTPUTS} "
+                             f"characters; use at least {CHAT_OUTPUTS} with style chat")
+        for layer in self.sandbox.require:
+            if layer != "all" and layer not in LAYERS:
+                raise ValueError(f"sandbox.require: unknown layer {layer!r}; allowed: all, {', '.join(LAYERS)}")
+        return self
+
+
+class AZRRecipe(Recipe):
+    name = "azr"
+    Config = Config
+
+    def __init__(self, cfg: Config, policy, context):
+        super().__init__(cfg, policy, context)
+        self.style = make_style(cfg.style)
+        box = cfg.sandbox
+        # Starts the workers now: a missing isolation layer stops the run here, saying which.
+        self.sandbox = Sandbox(SandboxConfig(workers=box.workers, timeout_s=box.timeout_s, memory_mb=box.memory_mb,
+                                             value_max=box.output_max_chars, require=tuple(box.require)))
+        self.sandbox.start()
+        self.checker = Checker(self.sandbox, self.style, timeout_s=box.timeout_s,
+                               induction_inputs=cfg.induction_inputs)
+        self.held_out = held_out_tasks(self.checker, cfg.eval_size, cfg.induction_inputs)  # fixed in every run
+        self.checker.held_out = frozenset(t.program.strip() for tasks in self.held_out.values() for t in tasks)
+        self.buffers: dict[str, list[ProgramTask]] = {kind: [] for kind in TASK_TYPES}
+        self.pending: dict[str, list[ProgramTask]] = {kind: [] for kind in TASK_TYPES}  # last step's proposals
+        self.seeded = False
+        self.recent: list[dict] = []  # a few of the last step's valid proposals, for transcripts.jsonl
+        self._seed_buffers()
+
+    # ---- sampling -------------------------------------------------------------------------------
+    def sampling(self, kind: str, role: str, temperature: float | None = None):
+        """The run's sampling, with this role's length, and the style's alphabet if it has one."""
+        params = self.context.sampling
+        length = self.cfg.propose_max_new_tokens if role == PROPOSE else self.cfg.solve_max_new_tokens
+        return replace(params, max_new_tokens=length or params.max_new_tokens,
+                       allowed_token_ids=self.allowed_ids(self.style.alphabet(kind, role)),
+                       temperature=params.temperature if temperature is None else temperature)
+
+    @functools.cache
+    def allowed_ids(self, alphabet: str | None) -> tuple[int, ...] | None:
+        """The token ids of the alphabet's characters, and the stop tokens."""
+        if alphabet is None:
+            return None
+        tokenizer = self.policy.tokenizer
+        ids = [tokenizer(c, add_special_tokens=False)["input_ids"] for c in alphabet]
+        if any(len(i) != 1 for i in ids):
+            raise ValueError(f"style {self.style.name!r} needs a character-level tokenizer (model: tiny)")
+        # The stop tokens too: every answer must end itself (a role sampled without them would
+        # push the stop token down everywhere, through the shared weights).
+        return tuple(sorted({i[0] for i in ids} | set(default_stop_token_ids(self.policy.model, tokenizer))))
+
+    def prompt_ids(self, text: str) -> list[int]:
+        """The prompt's ids; in chat style they end with the opening `<think>`, as the paper's do."""
+        tokenizer = self.policy.tokenizer
+        ids = style_prompt_ids(tokenizer, text, self.cfg.style, self.policy.use_chat_template)
+        if self.cfg.style == "chat":
+            ids += tokenizer("<think>", add_special_tokens=False)["input_ids"]
+        return ids
+
+    def generate(self, jobs: list[tuple[str, str, str]], seed: int, generator=None, temperature=None):
+        """Generations for (kind, role, prompt text) jobs, in order: one generate call per
+        distinct sampling (a compact answer's alphabet depends on its kind and role)."""
+        generator = generator or self.policy.generator
+        params = [self.sampling(kind, role, temperature) for kind, role, _ in jobs]
+        out = [None] * len(jobs)
+        for k, p in enumerate(dict.fromkeys(params)):
+            mine = [i for i, q in enumerate(params) if q == p]
+            generations = generator.generate([self.prompt_ids(jobs[i][2]) for i in mine], p, seed=seed + 1_000_003 * k)
+            for i, g in zip(mine, generations):
+                out[i] = g
+        return out
+
+    # ---- collect --------------------------------------------------------------------------------
+    def collect(self, step: int) -> Batch:
+        cfg, rng = self.cfg, random.Random(derive_seed(self.context.seed, step, "prompts"))
+        if cfg.seed_programs and not self.seeded:
+            self.grow_seed_buffers()
+        sandbox_before, programs_before = self.checker.sandbox_seconds, self.checker.programs_run
+        # Propose, for the three types at once; then validate in the sandbox.
+        asks = [(kind, given) for kind in TASK_TYPES for given in self.givens(kind, cfg.propose.get(kind, 0), rng)]
+        proposals = self.generate([(kind, PROPOSE, self.style.propose_prompt(kind, refs, program))
+                                   for kind, (refs, program) in asks], derive_seed(self.context.seed, 4 * step, "generation"))
+        verdicts = []
+        for kind in TASK_TYPES:
+            mine = [i for i, (k, _) in enumerate(asks) if k == kind]
+            verdicts += self.checker.check_proposals(kind, [proposals[i].text for i in mine],
+                                                     [asks[i][1][1] for i in mine])
+        valid = {kind: [v.task for (k, _), v in zip(asks, verdicts) if k == kind and v.valid] for kind in TASK_TYPES}
+        # Solve tasks: last step's proposals (or this step's), filled up from the buffers.
+        source = self.pending if cfg.solver_tasks == "previous" else valid
+        solve_tasks = {kind: self.fill(kind, source[kind], cfg.solve.get(kind, 0), rng) for kind in TASK_TYPES}
+        # Learnability attempts (not trained on: their owner is the proposal's index) and
+        # solver answers (owner None), generated together, then graded.
+        jobs = [(asks[i][0], v.task, i) for i, v in enumerate(verdicts) if v.valid for _ in range(cfg.attempts)]
+        jobs += [(kind, task, None) for kind in TASK_TYPES for task in solve_tasks[kind]]
+        answers = self.generate([(kind, SOLVE, self.style.solve_prompt(kind, task, cfg.induction_shown))
+                                 for kind, task, _ in jobs], derive_seed(self.context.seed, 4 * step + 1, "generation"))
+        grades = [None] * len(jobs)
+        for kind in TASK_TYPES:
+            mine = [i for i, (k, _, _) in enumerate(jobs) if k == kind]
+            for i, grade in zip(mine, self.checker.grade(kind, [jobs[i][1] for i in mine],
+                                                         [answers[i].text for i in mine], cfg.induction_shown)):
+                grades[i] = grade
+        solved = Counter(owner for (_, _, owner), grade in zip(jobs, grades) if owner is not None and grade.correct)
+        # Samples: proposals and solver answers, with their rewards.
+        samples = []
+        for n, ((kind, _), generation, verdict) in enumerate(zip(asks, proposals, verdicts)):
+            s = solved[n] / cfg.attempts if verdict.valid else None
+            samples.append(self.sample(generation, kind, PROPOSE, self.propose_reward(verdict, s), step, n, {
+                "text": generation.text, "valid": verdict.valid, "reason": verdict.reason,
+                "well_formatted": verdict.well_formatted, "solve_rate": s, "ast_nodes": verdict.ast_nodes,
+                "task": verdict.task.to_dict() if verdict.valid else None}))
+        for n, ((kind, task, owner), generation, grade) in enumerate(zip(jobs, answers, grades), start=len(asks)):
+            if owner is None:
+                samples.append(self.sample(generation, kind, SOLVE, self.solve_reward(grade), step, n, {
+                    "text": generation.text, "correct": grade.correct, "reason": grade.reason,
+                    "well_formatted": grade.well_formatted, "task": task.to_dict()}))
+        for kind in TASK_TYPES:
+            self.add(kind, valid[kind])
+        self.pending = valid
+        self.recent = [{"step": step + 1, "task": s.task, "role": PROPOSE, "solve_rate": s.info["solve_rate"],
+                        "reward": s.reward, **s.info["task"]} for kind in TASK_TYPES
+                       for s in [s for s in samples if s.task == kind and s.role == PROPOSE and s.info["valid"]][:2]]
+        metrics = self.step_metrics(samples, self.checker.sandbox_seconds - sandbox_before)
+        metrics["azr/sandbox_programs"] = self.checker.programs_run - programs_before
+        return Batch(samples, metrics)
+
+    def givens(self, kind: str, count: int, rng: random.Random) -> list[tuple[list[ProgramTask], ProgramTask | None]]:
+        """What each proposer of `kind` sees: K references (deduction, abduction), or the program
+        to write inputs for (induction, from the deduction and abduction buffers)."""
+        if kind == "induction":
+            programs = self.buffers["deduction"] + self.buffers["abduction"]
+            return [([], rng.choice(programs)) for _ in range(count)]
+        buffer = self.buffers[kind]
+        return [(rng.sample(buffer, min(self.cfg.references, len(buffer))), None) for _ in range(count)]
+
+    def fill(self, kind: str, tasks: list[ProgramTask], count: int, rng: random.Random) -> list[ProgramTask]:
+        """`count` solver tasks: the given ones first, then draws from the buffer."""
+        tasks = list(tasks[:count])
+        if len(tasks) < count and self.buffers[kind]:
+            tasks += [rng.choice(self.buffers[kind]) for _ in range(count - len(tasks))]
+        return tasks
+
+    def sample(self, generation, kind: str, role: str, reward: float, step: int, n: int, info: dict) -> Sample:
+        return Sample(prompt_ids=generation.prompt_ids, response_ids=generation.response_ids,
+                      logprobs=generation.logprobs, task=kind, role=role, reward=reward,
+                      episode_id=step * 1_000_000 + n, truncated=generation.truncated, info=info)
+
+    # ---- rewards --------------------------------------------------------------------------------
+    def propose_reward(self, verdict, s: float | None) -> float:
+        """Learnability 1 - s for 0 < s < 1; otherwise 0, or the penalties of `penalties`."""
+        if not verdict.valid:
+            return 0.0 if self.cfg.penalties == "none" else -1.0
+        if self.cfg.penalties == "code" and s in (0.0, 1.0):
+            return -0.5
+        return learnability_reward(s)
+
+    def solve_reward(self, grade) -> float:
+        if grade.correct:
+            return 1.0
+        if self.cfg.penalties == "none":
+            return 0.0
+        return -0.5 if grade.well_formatted else -1.0
+
+    # ---- buffers --------------------------------------------------------------------------------
+    def add(self, kind: str, tasks: list[ProgramTask]) -> None:
+        """Append, deduplicated (a task seen again moves to the newest place), keep the newest."""
+        if not tasks:
+            return
+        new = {t.key for t in tasks}
+        kept = [t for t in self.buffers[kind] if t.key not in new] + list({t.key: t for t in tasks}.values())
+        self.buffers[kind] = kept[-self.cfg.buffer_size:]
+
+    def _seed_buffers(self) -> None:
+        """Every buffer starts from the identity program, checked in the sandbox like any proposal."""
+        program, inputs = self.style.seed_task()
+        identity, identity_many = self.checker.run_tasks([(program, inputs),
+                                                          (program, self.style.seed_inputs(self.cfg.induction_inputs))])
+        self.add("deduction", [identity])
+        self.add("abduction", [identity])
+        self.add("induction", [identity_many])
+
+    def grow_seed_buffers(self) -> None:
+        """The authors' seeding: propose with the untrained model until the deduction and
+        abduction buffers hold `seed_programs` tasks each (no training; at most 20 rounds)."""
+        for round_ in range(20):
+            short = [k for k in ("deduction", "abduction") if len(self.buffers[k]) < self.cfg.seed_programs]
+            if not short:
+                break
+            rng = random.Random(derive_seed(self.context.seed, -1 - round_, "prompts"))
+            asks = [(kind, given) for kind in short for given in self.givens(kind, self.cfg.propose.get(kind, 64) or 64, rng)]
+            texts = [g.text for g in self.generate([(k, PROPOSE, self.style.propose_prompt(k, r, p)) for k, (r, p) in asks],
+                                                   derive_seed(self.context.seed, -1 - round_, "generation"))]
+            for kind in short:
+                mine = [i for i, (k, _) in enumerate(asks) if k == kind]
+                verdicts = self.checker.check_proposals(kind, [texts[i] for i in mine], [None] * len(mine))
+                self.add(kind, [v.task for v in verdicts if v.valid])
+        self.seeded = True
+
+    # ---- metrics --------------------------------------------------------------------------------
+    def step_metrics(self, samples: list[Sample], sandbox_s: float) -> dict[str, float]:
+        metrics: dict[str, float] = {"time/azr_sandbox_s": sandbox_s}  # under time/: not exact across runs
+        for kind in TASK_TYPES:
+            proposed = [s for s in samples if s.task == kind and s.role == PROPOSE]
+            solved = [s for s in samples if s.task == kind and s.role == SOLVE]
+            valid = [s for s in proposed if s.info["valid"]]
+            prefix = f"azr/{kind}"
+            if proposed:
+                metrics[f"{prefix}/valid_proposals"] = len(valid) / len(proposed)
+                metrics[f"{prefix}/format_errors"] = sum(not s.info["well_formatted"] for s in proposed) / len(proposed)
+                metrics[f"{prefix}/reward_negative"] = sum(s.reward < 0 for s in proposed) / len(proposed)
+            if valid:
+                rates = [s.info["solve_rate"] for s in valid]
+                metrics[f"{prefix}/learnability_positive"] = sum(0 < r < 1 for r in rates) / len(valid)
+                metrics[f"{prefix}/learnability_zero"] = sum(r in (0, 1) for r in rates) / len(valid)
+                metrics[f"{prefix}/proposer_solve_rate"] = sum(rates) / len(valid)
+                metrics[f"{prefix}/distinct_programs"] = len({s.info["task"]["program"] for s in valid}) / len(valid)
+                metrics[f"{prefix}/ast_nodes"] = sum(s.info["ast_nodes"] for s in valid) / len(valid)
+            if solved:
+                metrics[f"{prefix}/solve_rate"] = sum(s.info["correct"] for s in solved) / len(solved)
+                metrics[f"{prefix}/solve_format_errors"] = sum(not s.info["well_formatted"] for s in solved) / len(solved)
+            metrics[f"{prefix}/buffer"] = len(self.buffers[kind])
+            metrics[f"{prefix}/buffer_programs"] = len({t.program.strip() for t in self.buffers[kind]})
+        return metrics
+
+    # ---- advantages -----------------------------------------------------------------------------
+    def advantages(self, batch: Batch) -> list[Sample]:
+        """TRR++: one baseline per (task type, role) within the batch."""
+        return trr_plus_plus_advantages(batch.samples, token_weighted=self.cfg.token_weighted)
+
+    # ---- evaluate -------------------------------------------------------------------------------
+    def evaluate(self, step: int) -> Evaluation:
+        """The fixed held-out tasks (selfplay.evals.program_bank), one answer each at the
+        evaluation temperature, graded in the sandbox: `eval/azr/<type>/solve_rate`. The
+        transcripts hold a few answers and a few of the last step's proposals."""
+        if not self.sandbox.started:  # evaluated again after the run closed it
+            self.sandbox.start()
+        metrics, rows = {}, list(self.recent)
+        for kind, tasks in self.held_out.items():
+            texts = [self.style.solve_prompt(kind, task, self.cfg.induction_shown) for task in tasks]
+            generations = self.generate([(kind, SOLVE, text) for text in texts],
+                                        derive_seed(self.context.seed, step, "evaluation"),
+                                        generator=self.policy.eval_generator, temperature=self.context.eval_sampling.temperature)
+            grades = self.checker.grade(kind, tasks, [g.text for g in generations], self.cfg.induction_shown)
+            metrics[f"eval/azr/{kind}/solve_rate"] = sum(g.correct for g in grades) / len(grades)
+            metrics[f"eval/azr/{kind}/format_errors"] = sum(not g.well_formatted for g in grades) / len(grades)
+            rows += [{"step": step, "task": kind, "prompt": text, "response": g.text, "correct": grade.correct,
+                      "reason": grade.reason} for text, g, grade in
+                     list(zip(texts, generations, grades))[: self.cfg.eval_transcripts]]
+        return Evaluation(metrics, rows)
+
+    # ---- state ----------------------------------------------------------------------------------
+    def save(self, folder: Path) -> None:
+        state = {"buffers": {k: [t.to_dict() for t in v] for k, v in self.buffers.items()},
+                 "pending": {k: [t.to_dict() for t in v] for k, v in self.pending.items()},
+                 "seeded": self.seeded}
+        (folder / "azr_state.json").write_text(json.dumps(state))
+
+    def load(self, folder: Path) -> None:
+        state = json.loads((folder / "azr_state.json").read_text())
+        self.buffers = {k: [ProgramTask.from_dict(d) for d in v] for k, v in state["buffers"].items()}
+        self.pending = {k: [ProgramTask.from_dict(d) for d in v] for k, v in state["pending"].items()}
+        self.seeded = state["seeded"]
+
+    def close(self) -> None:
+        self.sandbox.close()

@@ -1,0 +1,368 @@
+"""AZR: validity rules, rewards and reward hacks of the original, on hand-built programs and
+answers run in the real sandbox; buffers; and that no model-written code runs in this process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from selfplay.config import load_config
+from selfplay.metrics import read_metrics
+from selfplay.recipes.azr import AZRRecipe, Config
+from selfplay.sandbox import Sandbox
+from selfplay.trainer_cli import resolve_preset
+from selfplay.tasks.programs import (Answer, Checker, ChatStyle, CompactStyle, ProgramTask, Verdict, canonical_args,
+                                     canonical_value)
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+@pytest.fixture(scope="module")
+def box():
+    with Sandbox(workers=2, timeout_s=2.0) as sandbox:
+        yield sandbox
+
+
+@pytest.fixture
+def chat(box):
+    return Checker(box, ChatStyle(), timeout_s=2.0, induction_inputs=4)
+
+
+@pytest.fixture
+def compact(box):
+    return Checker(box, CompactStyle(), timeout_s=2.0, induction_inputs=4)
+
+
+def respond(*fences: tuple[str, str]) -> str:
+    """A well-formatted chat response with the given fences."""
+    body = "\n".join(f"```{name}\n{text}\n```" for name, text in fences)
+    return f"<think>easy</think> <answer>{body}</answer>"
+
+
+def propose(checker: Checker, program: str, x: str) -> Verdict:
+    return checker.check_proposals("deduction", [respond(("python", program), ("input", x))], [None])[0]
+
+
+PRESET = resolve_preset("azr_tiny")
+DOUBLE = "def f(a):\n    return a * 2"
+
+
+# ---- literals cross as text ---------------------------------------------------------------------
+def test_arguments_and_values_are_literals_only():
+    assert canonical_args("1, [2, 3], 'x'") == "1, [2, 3], 'x'"
+    assert canonical_args("{'b': 1, 'a': 2}") == "{'a': 2, 'b': 1}"
+    for bad in ["0) or True or (0", "__import__('os')", "a=1", "*[1]", "", "x"]:
+        with pytest.raises(ValueError):
+            canonical_args(bad)
+    assert canonical_value("(1,)") == "(1,)"
+    for bad in ["f(1)", "1 +", "__import__('os').system('true')"]:
+        with pytest.raises(ValueError):
+            canonical_value(bad)
+
+
+# ---- proposals: every validity rule ---------------------------------------------------------------
+def test_a_valid_proposal_has_its_output_computed_in_the_sandbox(chat):
+    verdict = propose(chat, DOUBLE, "[1, 2]")
+    assert verdict.valid and verdict.task.outputs == ("[1, 2, 1, 2]",) and verdict.task.inputs == ("[1, 2]",)
+    assert verdict.ast_nodes > 5
+
+
+def test_helpers_and_classes_are_allowed(chat):
+    program = "class Box:\n    pass\n\ndef g(x):\n    return x + 1\n\ndef f(a):\n    return g(a) * 3"
+    assert propose(chat, program, "4").task.outputs == ("15",)
+
+
+@pytest.mark.parametrize("program, reason", [
+    ("import os\ndef f(a):\n    return os.getpid()", "banned module 'os'"),
+    ("def f(a):\n    import os.path\n    return a", "banned module 'os.path'"),
+    ("def f(a):\n    return __import__('os').getpid()", "__import__"),
+    ("import importlib\ndef f(a):\n    return importlib.import_module('os').getpid()", "importlib"),
+    ("from random import random\ndef f(a):\n    return random()", "random"),
+    ("def g(a):\n    return a", "no top-level function f"),
+    ("def f(a):\n    print(a)", "prints"),
+    ("def f(a) return a", "does not parse"),
+    ("def f():\n    return 7", "takes no argument"),
+    ("def f(a, b):\n    x = 3\n    return x * 2", "never uses its argument"),
+])
+def test_invalid_programs_say_why(chat, program, reason):
+    verdict = propose(chat, program, "1")
+    assert not verdict.valid and reason in verdict.reason, verdict.reason
+    assert verdict.well_formatted  # the response had the right form: its program is what is wrong
+
+
+@pytest.mark.parametrize("program", [
+    "def f(a):\n    return hash(str(a))",  # differs between hash seeds
+    "def f(a):\n    return id(a) % 1000",  # differs between processes
+    "def f(a):\n    return list({str(a), 'x', 'y', 'z', 'w'})",  # set order follows the hash seed
+])
+def test_nondeterministic_programs_are_invalid(chat, program):
+    verdict = propose(chat, program, "'abc'")
+    assert not verdict.valid and "nondeterministic" in verdict.reason
+
+
+def test_runaway_huge_and_unprintable_outputs_are_invalid(box):
+    checker = Checker(box, ChatStyle(), timeout_s=0.5)
+    assert "timeout" in propose(checker, "def f(a):\n    while True:\n        a += 1", "1").reason
+    assert not propose(checker, "def f(a):\n    return 1 / a", "0").valid
+    assert not propose(checker, "def f(a):\n    return object()", "0").valid
+    assert not propose(checker, "def f(a):\n    return 'x' * 10**6", "0").valid  # over the size limit
+
+
+def test_badly_formatted_proposals(chat):
+    texts = ["no tags at all", "<think>x</think> <answer>no fences</answer>",
+             respond(("python", DOUBLE)), "<answer>" + respond(("python", DOUBLE), ("input", "1"))]
+    for verdict in chat.check_proposals("deduction", texts, [None] * len(texts)):
+        assert not verdict.valid and not verdict.well_formatted
+
+
+def test_abduction_inputs_that_splice_code_are_invalid(chat):
+    verdict = propose(chat, DOUBLE, "0) or True or (0")
+    assert not verdict.valid and "argument" in verdict.reason
+
+
+def test_held_out_programs_cannot_be_proposed(box):
+    checker = Checker(box, CompactStyle(), held_out=frozenset({"a*3+1"}))
+    held, fresh = checker.check_proposals("abduction", ["*3+1|5", "*3+2|5"], [None, None])
+    assert not held.valid and "held-out" in held.reason
+    assert fresh.valid and fresh.task.outputs == ("17",)
+
+
+def test_induction_proposals_need_distinct_inputs_that_all_run(chat):
+    given = ProgramTask("def f(a):\n    return 10 // a", ("1",), ("10",))
+    texts = [respond(*[("input", x) for x in ["1", "2", "5", "10"]], ("message", "divides ten")),
+             respond(*[("input", x) for x in ["1", "2", "2", "10"]]),
+             respond(*[("input", x) for x in ["1", "2", "0", "10"]]),
+             respond(*[("input", x) for x in ["1", "2", "5", "10", "-1"]])]
+    good, repeated, failing, too_many = chat.check_proposals("induction", texts, [given] * 4)
+    assert not too_many.valid and "expected 4 distinct inputs" in too_many.reason
+    assert good.valid and good.task.outputs == ("10", "5", "2", "1") and good.task.message == "divides ten"
+    assert not repeated.valid and "distinct" in repeated.reason
+    assert not failing.valid and "ZeroDivisionError" in failing.reason
+
+
+def test_compact_proposals_are_real_python(compact):
+    # the prompt ends with the program's first character, `a`
+    texts = ["*3+1|5", "%0|5", "*|5", "+1", "|a", "-7|2", "*0+7|8", "|3", "|12", "%|"]
+    verdicts = compact.check_proposals("deduction", texts, [None] * len(texts))
+    assert [v.valid for v in verdicts] == [True, False, False, False, False, True, True, True, False, False]
+    assert verdicts[0].task.program == "a*3+1" and verdicts[0].task.outputs == ("16",)
+    assert verdicts[5].task.outputs == ("-5",) and verdicts[7].task.outputs == ("3",)
+    assert [v.well_formatted for v in verdicts[3:5] + verdicts[8:]] == [False, False, False, False]
+    given = ProgramTask("a*2", ("1",), ("2",))
+    inputs, few, bad = compact.check_proposals("induction", ["3142", "3313", "3,1"], [given] * 3)
+    assert inputs.valid and inputs.task.inputs == ("3", "1", "4", "2") and inputs.task.outputs == ("6", "2", "8", "4")
+    assert not few.valid and few.well_formatted and not bad.well_formatted
+
+
+# ---- answers: grading and the original's reward hacks ----------------------------------------------
+TASK = ProgramTask("def f(a):\n    return a * 2", ("3",), ("6",))
+
+
+def grade(checker, kind, task, *answers, shown=5) -> list[Answer]:
+    return checker.grade(kind, [task] * len(answers), list(answers), shown=shown)
+
+
+def test_deduction_compares_type_and_value_and_runs_nothing(chat, box):
+    runs = box._next
+    right, wrong_type, wrong, spliced, unformatted = grade(
+        chat, "deduction", TASK, respond(("output", "6")), respond(("output", "6.0")), respond(("output", "7")),
+        respond(("output", "__import__('os').getpid()")), "6")
+    one = ProgramTask("def f(a):\n    return a - 2", ("3",), ("1",))
+    assert [a.correct for a in grade(chat, "deduction", one, *(respond(("output", x)) for x in ["1", "True", "1.0"]))] \
+        == [True, False, False]
+    assert right.correct
+    assert not wrong_type.correct and wrong_type.well_formatted
+    assert not wrong.correct and wrong.well_formatted
+    assert not spliced.correct and not spliced.well_formatted
+    assert not unformatted.correct and not unformatted.well_formatted
+    assert box._next == runs  # nothing went to the sandbox
+
+
+def test_abduction_runs_f_on_the_answer_in_the_sandbox(chat):
+    # any input that gives the output is right, not only the proposer's
+    task = ProgramTask("def f(a):\n    return a % 3", ("4",), ("1",))
+    other, wrong, splice = grade(chat, "abduction", task, respond(("input", "7")), respond(("input", "2")),
+                                 respond(("input", "0) or True or (0")))
+    assert other.correct and not wrong.correct and wrong.well_formatted
+    assert not splice.correct and not splice.well_formatted
+
+
+def test_an_object_whose_eq_always_says_true_scores_nothing(chat):
+    liar = ("class Liar:\n    def __eq__(self, other):\n        return True\n    __hash__ = None\n"
+            "def f(a):\n    return Liar()")
+    task = ProgramTask("def f(a):\n    return a * 2", ("1", "2", "3", "4"), ("2", "4", "6", "8"))
+    (answer,) = grade(chat, "induction", task, respond(("python", liar)), shown=2)
+    assert not answer.correct and "TypeError" in answer.reason
+    str_liar = "class S(str):\n    def __eq__(self, o):\n        return True\ndef f(a):\n    return S('x')"
+    assert not grade(chat, "induction", task, respond(("python", str_liar)), shown=2)[0].correct
+
+
+def test_induction_needs_every_held_out_pair(compact):
+    task = ProgramTask("a*2", ("1", "2", "3", "4"), ("2", "4", "6", "8"))
+    exact, shown_only, general, junk = grade(compact, "induction", task, "a*2", "a*2+(a>2)", "a+a", "a*", shown=2)
+    assert exact.correct and general.correct
+    assert not shown_only.correct and shown_only.well_formatted  # right on the shown pairs only
+    assert not junk.correct and not junk.well_formatted
+
+
+def test_compact_deduction_and_abduction(compact):
+    task = ProgramTask("a*3+1", ("5",), ("16",))
+    assert [a.correct for a in grade(compact, "deduction", task, "16", "17", "016", "1a")] == [True, False, False, False]
+    assert [a.correct for a in grade(compact, "abduction", task, "5", "4", "a")] == [True, False, False]
+
+
+# ---- rewards -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("penalties, invalid, trivial, learnable, wrong, unformatted", [
+    ("paper", -1.0, 0.0, 0.625, -0.5, -1.0),
+    ("code", -1.0, -0.5, 0.625, -0.5, -1.0),
+    ("none", 0.0, 0.0, 0.625, 0.0, 0.0),
+])
+def test_rewards_by_hand(penalties, invalid, trivial, learnable, wrong, unformatted):
+    recipe = AZRRecipe.__new__(AZRRecipe)
+    recipe.cfg = Config(penalties=penalties)
+    valid = Verdict(True, "", TASK)
+    assert recipe.propose_reward(Verdict(False, "rejected"), None) == invalid
+    assert recipe.propose_reward(valid, 0.0) == trivial and recipe.propose_reward(valid, 1.0) == trivial
+    assert recipe.propose_reward(valid, 3 / 8) == learnable  # 1 - 3/8
+    assert recipe.solve_reward(Answer(True, True, "")) == 1.0
+    assert recipe.solve_reward(Answer(False, True, "")) == wrong
+    assert recipe.solve_reward(Answer(False, False, "")) == unformatted
+
+
+def test_buffers_deduplicate_and_keep_the_newest():
+    recipe = AZRRecipe.__new__(AZRRecipe)
+    recipe.cfg = Config(buffer_size=3)
+    recipe.buffers = {"deduction": []}
+    t = [ProgramTask(f"a+{i}", ("1",), (str(i + 1),)) for i in range(5)]
+    recipe.add("deduction", [t[0], t[1], t[2]])
+    recipe.add("deduction", [t[0], t[3], t[3]])  # t0 seen again: it moves to the newest place
+    assert recipe.buffers["deduction"] == [t[2], t[0], t[3]]
+
+
+def test_config_errors_are_one_line():
+    with pytest.raises(ValueError, match="unknown task types"):
+        load_config(PRESET, ["recipe.propose={deduce: 3}"])
+    with pytest.raises(ValueError, match="induction_shown"):
+        load_config(PRESET, ["recipe.induction_shown=4"])
+    with pytest.raises(ValueError, match="unknown layer"):
+        load_config(PRESET, ["recipe.sandbox.require=[moat]"])
+
+
+def test_a_run_without_a_required_isolation_layer_stops_at_start_saying_which(tmp_path):
+    """Forbid `unshare` (as a container might), so no namespace layer can start: the run
+    refuses to train, with one line that names the missing layers."""
+    script = textwrap.dedent(f"""
+        import errno, sys, pyseccomp
+        f = pyseccomp.SyscallFilter(pyseccomp.ALLOW)
+        f.add_rule(pyseccomp.ERRNO(errno.EPERM), "unshare")
+        f.load()
+        from selfplay.cli import main
+        sys.exit(main(["train", "azr_tiny", "steps=1", "output_dir={tmp_path / 'run'}"]))
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "SELFPLAY_NO_PROGRESS": "1"})
+    assert out.returncode == 2, out.stderr
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: required sandbox layers are not available here: ") and "user_ns" in last
+    assert "Traceback" not in out.stderr
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+# ---- model-written code runs only in the sandbox --------------------------------------------------
+MARKER = "azr_marker_7f3a"
+_executed: list[str] = []
+
+
+def _watch(event: str, args: tuple) -> None:
+    """Audit hook: note any code object carrying MARKER that is executed in this process."""
+    if event == "exec" and args:
+        code = args[0]
+        stack = [code]
+        while stack:
+            c = stack.pop()
+            if hasattr(c, "co_consts"):
+                if MARKER in c.co_names or MARKER in c.co_varnames or any(
+                        isinstance(k, str) and MARKER in k for k in c.co_consts):
+                    _executed.append(event)
+                stack += [k for k in c.co_consts if hasattr(k, "co_consts")]
+
+
+def test_model_written_code_never_runs_in_this_process(chat):
+    sys.addaudithook(_watch)  # stays for the process: it only records
+    program = f"def f(a):\n    {MARKER} = '{MARKER}'\n    return len({MARKER}) + a"
+    verdict = propose(chat, program, "1")
+    assert verdict.valid and verdict.task.outputs == (str(len(MARKER) + 1),)  # it ran: in the sandbox
+    task = verdict.task
+    answers = [grade(chat, "abduction", task, respond(("input", "1")))[0],
+               grade(chat, "deduction", task, respond(("output", f"'{MARKER}'")))[0],
+               grade(chat, "induction", ProgramTask(program, ("1", "2", "3", "4"), ("16", "17", "18", "19")),
+                     respond(("python", program)), shown=2)[0]]
+    assert [a.correct for a in answers] == [True, False, True]
+    exec(compile(f"{MARKER} = 1", "<test>", "exec"), {})  # the hook itself works
+    assert _executed == ["exec"], "model-written code was executed in the trainer process"
+
+
+# ---- the recipe, end to end -------------------------------------------------------------------
+SMALL = ["recipe.propose={deduction: 16, abduction: 16, induction: 4}", "recipe.attempts=2",
+         "recipe.solve={deduction: 4, abduction: 4, induction: 2}", "recipe.eval_size=4", "threads=1"]
+
+
+def test_seeding_grows_the_buffers_with_the_untrained_model_and_is_saved(tmp_path):
+    from selfplay.trainer import Trainer
+
+    cfg = load_config(PRESET, ["steps=1", "recipe.seed_programs=3", "eval.every=0", *SMALL,
+                               "recipe.propose={deduction: 64, abduction: 64, induction: 4}"])
+    trainer = Trainer(cfg, tmp_path)
+    trainer.train()
+    recipe = trainer.recipe
+    assert recipe.seeded
+    for kind in ("deduction", "abduction"):
+        assert len(recipe.buffers[kind]) >= 3  # the identity program and proposals of the untrained model
+        assert all(t.outputs for t in recipe.buffers[kind])
+    state = json.loads((tmp_path / "checkpoints" / "step-000001" / "azr_state.json").read_text())
+    assert state["seeded"] and len(state["buffers"]["deduction"]) == len(recipe.buffers["deduction"])
+
+
+def test_the_programs_suite_grades_right_answers_right(box):
+    from selfplay.evals.suites import SUITES, grade_programs_many, select
+
+    problems = select(SUITES["programs"].problems(), 30)
+    kinds = {p.id.split("/")[0] for p in problems}
+    assert kinds == {"deduction", "abduction", "induction"} and len(SUITES["programs"].problems()) == 192
+
+    def right(problem):
+        task = ProgramTask.from_dict(json.loads(problem.answer))
+        kind = problem.id.split("/")[0]
+        fence = {"deduction": ("output", task.outputs[0]), "abduction": ("input", task.inputs[0]),
+                 "induction": ("python", task.program)}[kind]
+        return respond(fence)
+
+    grades = grade_programs_many(problems, [right(p) for p in problems], box)
+    assert all(g.passed for g in grades), [g.reason for g in grades if not g.passed]
+    wrong = grade_programs_many(problems, ["<think></think> <answer>no</answer>"] * len(problems), box)
+    assert not any(g.passed for g in wrong)
+
+
+def test_chat_style_runs_end_to_end_and_prompts_end_with_think(tmp_path):
+    from selfplay.trainer import Trainer
+
+    with pytest.raises(ValueError, match="output_max_chars"):
+        load_config(PRESET, ["recipe.style=chat"])  # the tiny preset's 4-character outputs
+    cfg = load_config(PRESET, ["steps=1", "eval.every=1", "recipe.style=chat", "recipe.sandbox.output_max_chars=200",
+                               "recipe.propose_max_new_tokens=12",
+                               "recipe.solve_max_new_tokens=12", *SMALL])
+    trainer = Trainer(cfg, tmp_path)
+    recipe = trainer.recipe
+    assert recipe.sampling("deduction", "propose").allowed_token_ids is None  # chat: any token
+    ids = recipe.prompt_ids(recipe.style.solve_prompt("deduction", recipe.buffers["deduction"][0], 5))
+    assert recipe.policy.tokenizer.decode(ids).endswith("<think>")
+    trainer.train()
+    row = read_metrics(tmp_path)[-1]
+    # a random model writes no <think>...</answer>: every response is badly formatted, scored -1
+    assert row["azr/deduction/format_errors"] == 1.0 and row["azr/deduction/solve_rate"] == 0.0
+    assert "eval/azr/induction/solve_rate" in row
