@@ -1,6 +1,6 @@
 """Does self-play learn on a CPU? The issue's learning targets, measured.
 
-    python benchmarks/learning.py [--minutes M] [--only tictactoe,kuhn,ablation,rlvr,lsp,smollm2] [--seeds 0,1,2]
+    python benchmarks/learning.py [--minutes M] [--only tictactoe,kuhn,ablation,rlvr,lsp,smollm2,azr] [--seeds 0,1,2]
                                   [--out runs/bench] [--set KEY=VALUE ...]   (config overrides for every run)
 
 Runs, each with a wall-clock budget (`time_limit_minutes`; 10 minutes, RLVR 5, unless --minutes):
@@ -18,6 +18,11 @@ Runs, each with a wall-clock budget (`time_limit_minutes`; 10 minutes, RLVR 5, u
               `selfplay[smollm2]`): --games against `random` before and after (targets:
               invalid moves <= 20%, more wins than random play's 43.6%), and HumanEval /
               math on fixed subsets before and after (the transfer question)
+  azr         the AZR tiny preset (15 minutes): held-out deduction, abduction and induction
+              solve rates of the initial and the trained model with 95% intervals; valid
+              proposals, learnable shares, the sandbox's share of a step and its programs/s
+              over the last 50 steps (targets: >= 90% valid, >= 30% learnable, +15 points)
+  azr_smollm2 the AZR chat preset on SmolLM2 (30 minutes), measured the same way
 With several --seeds every run is repeated per seed (folders NAME-seedS): how reliable a
 result is matters as much as its best value.
 Prints one table and writes `learning_curves.png` / `rae_ablation.png` into --out.
@@ -195,6 +200,10 @@ def main() -> None:
         for metric in ("invalid_move_rate", "eval/tictactoe/vs_random/win"):
             compare_runs([out / "smollm2"], ["SmolLM2-135M, SPIRAL TicTacToe"], metric,
                          out / f"smollm2_{metric.replace('/', '_')}.png")
+    if "azr" in results:
+        for metric in ("azr/deduction/valid_proposals", "azr/deduction/learnability_positive",
+                       "eval/azr/deduction/solve_rate", "eval/azr/abduction/solve_rate"):
+            compare_runs([out / "azr"], ["AZR, tiny model, compact"], metric, out / f"{metric.replace('/', '_')}.png")
     held_out = [name for name in ("rlvr", "lsp") if name in results]
     if held_out:
         labels = {"rlvr": "RLVR (GRPO, data)", "lsp": "LSP-Zero (data-free)"}
