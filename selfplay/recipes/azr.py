@@ -61,6 +61,17 @@ CHAT_OUTPUTS = 200  # the longest output of a held-out chat program (selfplay.ev
 PER_TYPE = {"deduction": 64, "abduction": 64, "induction": 64}  # the paper's batch: 64 per (type, role)
 
 
+def by_type(kinds: list[str], run) -> list:
+    """`run(kind, indices)` once per task type (the checker's calls are per type), its results
+    put back in the order of `kinds`."""
+    out = [None] * len(kinds)
+    for kind in TASK_TYPES:
+        mine = [i for i, k in enumerate(kinds) if k == kind]
+        for i, result in zip(mine, run(kind, mine) if mine else []):
+            out[i] = result
+    return out
+
+
 # ---- config ---------------------------------------------------------------------------------
 class SandboxSection(RecipeSection):
     workers: int = Field(2, ge=1)
@@ -186,11 +197,8 @@ class AZRRecipe(Recipe):
         asks = [(kind, given) for kind in TASK_TYPES for given in self.givens(kind, cfg.propose.get(kind, 0), rng)]
         proposals = self.generate([(kind, PROPOSE, self.style.propose_prompt(kind, refs, program))
                                    for kind, (refs, program) in asks], derive_seed(self.context.seed, 4 * step, "generation"))
-        verdicts = []
-        for kind in TASK_TYPES:
-            mine = [i for i, (k, _) in enumerate(asks) if k == kind]
-            verdicts += self.checker.check_proposals(kind, [proposals[i].text for i in mine],
-                                                     [asks[i][1][1] for i in mine])
+        verdicts = by_type([kind for kind, _ in asks], lambda kind, mine: self.checker.check_proposals(
+            kind, [proposals[i].text for i in mine], [asks[i][1][1] for i in mine]))
         valid = {kind: [v.task for (k, _), v in zip(asks, verdicts) if k == kind and v.valid] for kind in TASK_TYPES}
         # Solve tasks: last step's proposals (or this step's), filled up from the buffers.
         source = self.pending if cfg.solver_tasks == "previous" else valid
@@ -201,12 +209,8 @@ class AZRRecipe(Recipe):
         jobs += [(kind, task, None) for kind in TASK_TYPES for task in solve_tasks[kind]]
         answers = self.generate([(kind, SOLVE, self.style.solve_prompt(kind, task, cfg.induction_shown))
                                  for kind, task, _ in jobs], derive_seed(self.context.seed, 4 * step + 1, "generation"))
-        grades = [None] * len(jobs)
-        for kind in TASK_TYPES:
-            mine = [i for i, (k, _, _) in enumerate(jobs) if k == kind]
-            for i, grade in zip(mine, self.checker.grade(kind, [jobs[i][1] for i in mine],
-                                                         [answers[i].text for i in mine], cfg.induction_shown)):
-                grades[i] = grade
+        grades = by_type([kind for kind, _, _ in jobs], lambda kind, mine: self.checker.grade(
+            kind, [jobs[i][1] for i in mine], [answers[i].text for i in mine], cfg.induction_shown))
         solved = Counter(owner for (_, _, owner), grade in zip(jobs, grades) if owner is not None and grade.correct)
         # Samples: proposals and solver answers, with their rewards.
         samples = []

@@ -352,7 +352,7 @@ class Sandbox:
         ]
 
     def _run_many(self, calls: list[Call], shift: int, base: int | None = None) -> list[Result]:
-        if self._pool is None:
+        if not self.started:
             raise RuntimeError("the sandbox is not started: use `with Sandbox() as box:` or call start()")
         results: list[Result | None] = [None] * len(calls)
         pending: list[tuple[int, dict]] = []

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from selfplay.sandbox import Sandbox, static_check
 from selfplay.sandbox.sandbox import Call
 from selfplay.sandbox.static import AZR_BANNED_MODULES
-from selfplay.sandbox.validity import check_tasks
+from selfplay.sandbox.validity import TaskCheck, check_tasks
 from selfplay.sandbox.values import canonical, parse_value
 
 TASK_TYPES = ("deduction", "abduction", "induction")
@@ -313,6 +313,7 @@ class CompactStyle(Style):
         if role == PROPOSE:
             return "0123456789" if kind == "induction" else self.EXPRESSION + "|"
         return self.EXPRESSION if kind == "induction" else "0123456789-"
+
     def source(self, program):
         return f"def f(a):\n    return {program.strip()}"
 
@@ -379,7 +380,7 @@ class Checker:
     def check_proposals(self, kind: str, texts: list[str], given: list[ProgramTask | None]) -> list[Verdict]:
         """One Verdict per response: valid with its task, or invalid with the reason."""
         verdicts: list[Verdict | None] = [None] * len(texts)
-        runs: list[tuple[int, str, tuple[str, ...]]] = []  # (response, source, canonical inputs)
+        runs: list[tuple[int, Proposal, tuple[str, ...]]] = []  # (response, proposal, canonical inputs)
         for i, (text, program) in enumerate(zip(texts, given)):
             parsed = self.style.parse_proposal(kind, text, program)
             if isinstance(parsed, str):
@@ -389,28 +390,28 @@ class Checker:
             if reason:
                 verdicts[i] = Verdict(False, reason)
             else:
-                runs.append((i, self.style.source(parsed.program), inputs))
-                verdicts[i] = Verdict(True, "", ProgramTask(parsed.program, inputs, (), parsed.message),
-                                      ast_nodes=ast_size(self.style.source(parsed.program)))
-        # Every (program, input) runs twice, in two fresh processes with different hash seeds.
-        calls = [(source, x) for _, source, inputs in runs for x in inputs]
-        unique = list(dict.fromkeys(calls))  # a program proposed twice with one input runs once
-        start = time.monotonic()
-        done = dict(zip(unique, check_tasks(self.sandbox, unique, banned_modules=(), timeout_s=self.timeout_s)))
-        self.sandbox_seconds += time.monotonic() - start
-        self.programs_run += 2 * len(unique)
-        checks = [done[c] for c in calls]
-        k = 0
-        for i, _, inputs in runs:
-            mine, k = checks[k : k + len(inputs)], k + len(inputs)
+                runs.append((i, parsed, inputs))
+        checks = self._run([(self.style.source(p.program), inputs) for _, p, inputs in runs])
+        for (i, parsed, inputs), mine in zip(runs, checks):
             failed = next((c for c in mine if not c.valid), None)
             if failed is not None:
                 verdicts[i] = Verdict(False, failed.reason)
             else:
-                v = verdicts[i]
-                verdicts[i] = Verdict(True, "", ProgramTask(v.task.program, inputs, tuple(c.value for c in mine),
-                                                            v.task.message), ast_nodes=v.ast_nodes)
+                task = ProgramTask(parsed.program, inputs, tuple(c.value for c in mine), parsed.message)
+                verdicts[i] = Verdict(True, "", task, ast_nodes=ast_size(self.style.source(parsed.program)))
         return verdicts
+
+    def _run(self, programs: list[tuple[str, tuple[str, ...]]]) -> list[list[TaskCheck]]:
+        """Run every (source, inputs) pair twice, in two fresh processes with different hash
+        seeds: one TaskCheck per input, grouped by program. A (source, input) that repeats runs
+        once."""
+        calls = [(source, x) for source, inputs in programs for x in inputs]
+        unique = list(dict.fromkeys(calls))
+        start = time.monotonic()
+        done = dict(zip(unique, check_tasks(self.sandbox, unique, banned_modules=(), timeout_s=self.timeout_s)))
+        self.sandbox_seconds += time.monotonic() - start
+        self.programs_run += 2 * len(unique)
+        return [[done[source, x] for x in inputs] for source, inputs in programs]
 
     def _static(self, kind: str, proposal: Proposal) -> tuple[str, tuple[str, ...]]:
         """Checks that need no run: (reason or "", canonical inputs)."""
@@ -435,11 +436,9 @@ class Checker:
     def run_tasks(self, programs: list[tuple[str, tuple[str, ...]]]) -> list[ProgramTask]:
         """Tasks from trusted (program, inputs) pairs (the seed, the held-out bank), run in the
         sandbox and checked like proposals, in one batch."""
-        calls = [(self.style.source(program), x) for program, inputs in programs for x in inputs]
-        checks = iter(check_tasks(self.sandbox, calls, banned_modules=(), timeout_s=self.timeout_s))
         tasks = []
-        for program, inputs in programs:
-            mine = [next(checks) for _ in inputs]
+        checks = self._run([(self.style.source(program), inputs) for program, inputs in programs])
+        for (program, inputs), mine in zip(programs, checks):
             failed = next((c for c in mine if not c.valid), None)
             if failed is not None:
                 raise ValueError(f"program {program!r} is not a valid task: {failed.reason}")
