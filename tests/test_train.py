@@ -165,8 +165,16 @@ def test_config_errors_name_the_key_and_the_choices():
           ["recipe.opponent=minimaxx"])
     check(r"unknown recipe 'lsq'.*available: azr, lsp, rlvr, spiral", ["recipe.name=lsq"])
     check(r"unknown config key 'recipe.rae_alphaa'; did you mean recipe.rae_alpha\b", ["recipe.rae_alphaa=1"])
+    check(r"override 'recipe.opponent=\{\}x': the value is not YAML \(.* at line 1, column 3\); quote it",
+          ["recipe.opponent={}x"])
     # the keys that moved into `recipe` and `sampling` point to their new place
     check(r"unknown config key 'advantage'; did you mean recipe.advantage", ["advantage.estimator=gae"])
+
+
+def test_a_config_file_that_is_not_yaml_is_a_one_line_error(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("steps: [1\n")
+    assert re.fullmatch(rf"{re.escape(str(path))}: not valid YAML: .* at line 2, column 1", _config_error([], path))
 
 
 def test_cli_reports_config_errors_without_a_traceback():
