@@ -175,6 +175,13 @@ def test_kl_estimator_and_per_sequence():
                                                  kl_estimator=estimator, kl_per=per), ref_model=reference)
         stats = learner.update(make_samples(tokenizer, BATCH))
         results[estimator, per] = stats, [p.grad.clone() for p in learner.params]
+        # per role (samples 0 and 2 are role "0", 11 response tokens; sample 1 is role "1", 2 tokens):
+        # each role's mean, and together the whole batch's
+        if per == "token":
+            assert stats["kl/0"] * 11 + stats["kl/1"] * 2 == pytest.approx(stats["kl"] * 13, rel=1e-5)
+        else:
+            assert stats["kl/0"] * 2 + stats["kl/1"] * 1 == pytest.approx(stats["kl"] * 3, rel=1e-5)
+        assert stats["kl/0"] != pytest.approx(stats["kl/1"], rel=1e-3)
     (token, token_grads), (sequence, sequence_grads) = results["k1", "token"], results["k1", "sequence"]
     assert abs(token["kl"]) > 1e-3 and results["k3", "token"][0]["kl"] > 1e-3
     assert sequence["loss"] == pytest.approx(token["loss"], rel=1e-5)

@@ -227,8 +227,12 @@ class Learner:
         samples = [s for s in samples if s.response_ids]  # nothing to learn from an empty response
         if not samples:
             return {"num_samples": 0.0}
-        micro = [self.collate(samples[i:i + self.micro_batch_size])
-                 for i in range(0, len(samples), self.micro_batch_size)]
+        chunks = [samples[i:i + self.micro_batch_size] for i in range(0, len(samples), self.micro_batch_size)]
+        micro = [self.collate(chunk) for chunk in chunks]
+        # the KL per role too (LSP's Challenger and Solver drift apart): per token, or per response
+        role_sizes: dict[str, int] = {}
+        for s in samples:
+            role_sizes[s.role] = role_sizes.get(s.role, 0) + (len(s.response_ids) if self.kl_per == "token" else 1)
         total_tokens = sum(b["mask"].sum().item() for b in micro)
         share = [b["mask"].sum().item() / total_tokens if self.loss_norm == "token_mean"
                  else b["mask"].shape[0] / len(samples) for b in micro]
@@ -266,6 +270,9 @@ class Learner:
                 loss = pg_loss
                 if self.kl_coef > 0:
                     kl = kl_penalty(logprobs, ref_logprobs[k], mask, self.kl_estimator, self.kl_per)
+                    per_response = ((kl * mask).sum(-1) if self.kl_per == "token" else kl).detach()
+                    for sample, value in zip(chunks[k], per_response.tolist()):
+                        add(f"kl/{sample.role}", value / role_sizes[sample.role], 1.0)
                     if self.kl_per == "sequence":
                         add("kl", kl.sum().item() / len(samples), 1.0)  # stat: mean per response
                         # on the response's first token: reduced as the sum of its token terms is
