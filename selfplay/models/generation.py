@@ -196,6 +196,18 @@ class HFGenerator:
                 if own[name].data_ptr() != tensor.data_ptr():  # shared storage: nothing to copy
                     own[name].copy_(tensor)
 
+    @torch.inference_mode()
+    def next_token_logprobs(self, prompts: Sequence[Sequence[int]], token_ids: Sequence[int]) -> list[list[float]]:
+        """log p(token | prompt) of each of `token_ids` as the next token after each prompt (the
+        full vocabulary's log-softmax): a judge's first token, read without sampling it."""
+        index = torch.tensor(list(token_ids), device=self.device)
+        size = self.max_batch_size or max(len(prompts), 1)
+        out: list[list[float]] = []
+        for start in range(0, len(prompts), size):
+            logits = prefill(self.model, prompts[start:start + size], self.pad_id)[3].float()
+            out.extend(torch.log_softmax(logits, -1)[:, index].tolist())
+        return out
+
     def engine(self, params: SamplingParams):
         """A token-level engine on this model: requests join and leave at every step
         (`selfplay.models.engine.HFEngine`)."""

@@ -12,10 +12,11 @@ bad request never costs the batch.
 
 from __future__ import annotations
 
+import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, Sequence
 from urllib.parse import urlparse
 
 from selfplay.models.generation import HFGenerator, SamplingParams
@@ -30,6 +31,8 @@ class Reply:
     text: str  # the judge's answer; "" when there is none
     error: str | None = None  # why there is no answer, one line (None: the call succeeded)
     truncated: bool = False  # the answer hit the token limit before it ended
+    # a tag readout's probabilities of its choices, in order (None: the judge wrote its answer)
+    weights: tuple[float, ...] | None = None
 
 
 class Chat(Protocol):
@@ -53,13 +56,31 @@ class ModelChat:
     `seed`: generation call k samples with derive_seed(seed, k, "agent"), so a judge that
     samples (temperature > 0) is reproducible and resumable (`state_dict` keeps k); None
     leaves sampling to the global RNG. Greedy judging (temperature 0) needs no seed.
+
+    `tag_choice=(tag, choices)`, e.g. ("score", ("0", "1", ..., "7")): for a model too small to write a
+    justification that ends in the verdict's tags. The judge's turn is prefilled with `<tag>`
+    and nothing is sampled: the reply is `<tag>X</tag>` with X the most likely of the one-token
+    `choices` (so the same parser reads it), and `Reply.weights` holds the choices'
+    probabilities renormalised over them (a score's expected value is then a graded reward
+    rather than one point that is the same for every answer). The verdict is always readable,
+    but it is the model's first token, with no reasoning before it.
     """
 
     def __init__(self, model, tokenizer, generator=None, sampling: SamplingParams | None = None, *,
-                 seed: int | None = None, use_chat_template: bool | None = None):
+                 seed: int | None = None, use_chat_template: bool | None = None,
+                 tag_choice: tuple[str, Sequence[str]] | None = None):
         self.model, self.tokenizer = model, tokenizer
         self.generator = generator if generator is not None else HFGenerator(model, tokenizer)
         self.sampling = sampling if sampling is not None else SamplingParams(temperature=0.0, max_new_tokens=512)
+        self.prefill: list[int] = []
+        self.tag = None
+        if tag_choice is not None:
+            self.tag, choices = tag_choice
+            ids = [tokenizer(c, add_special_tokens=False)["input_ids"] for c in choices]
+            if any(len(i) != 1 for i in ids):
+                raise ValueError(f"tag_choice {tag_choice}: each choice must be one token of this tokenizer")
+            self.prefill = tokenizer(f"<{self.tag}>", add_special_tokens=False)["input_ids"]
+            self.choices, self.choice_ids = tuple(choices), [i[0] for i in ids]
         self.seed = seed
         self.use_chat_template = use_chat_template
         self.calls = 0  # generate calls made; the index of the next call's seed
@@ -71,18 +92,25 @@ class ModelChat:
         replies: list[Reply | None] = [None] * len(prompts)
         todo, ids = [], []
         for i, prompt in enumerate(prompts):
-            tokens = render_prompt(self.tokenizer, prompt, use_chat_template=self.use_chat_template)
-            needed = len(tokens) + self.sampling.max_new_tokens
-            if self.context is not None and needed > self.context:
+            tokens = render_prompt(self.tokenizer, prompt, use_chat_template=self.use_chat_template) + self.prefill
+            new_tokens = 0 if self.tag is not None else self.sampling.max_new_tokens
+            if self.context is not None and len(tokens) + new_tokens > self.context:
                 replies[i] = Reply("", f"the judge prompt has {len(tokens)} tokens; with max_new_tokens "
-                                       f"{self.sampling.max_new_tokens} it exceeds the model's context of "
+                                       f"{new_tokens} it exceeds the model's context of "
                                        f"{self.context} (lower max_chars)")
             elif not tokens:
                 replies[i] = Reply("", "the judge prompt is empty")
             else:
                 todo.append(i)
                 ids.append(tokens)
-        if ids:
+        if ids and self.tag is not None:  # the verdict is the first token: read, not sampled
+            for i, logprobs in zip(todo, self.generator.next_token_logprobs(ids, self.choice_ids)):
+                top = max(logprobs)
+                weights = [math.exp(lp - top) for lp in logprobs]
+                weights = tuple(w / sum(weights) for w in weights)
+                best = self.choices[weights.index(max(weights))]
+                replies[i] = Reply(f"<{self.tag}>{best}</{self.tag}>", weights=weights)
+        elif ids:
             seed = None if self.seed is None else derive_seed(self.seed, self.calls, "agent")
             self.calls += 1
             for i, generation in zip(todo, self.generator.generate(ids, self.sampling, seed)):

@@ -162,6 +162,9 @@ class QualityJudge(RewardSource):
     def _read(self, reply: Reply) -> Score:
         if reply.error is not None:
             return Score(0.0, f"judge failed: {reply.error}", parsed=False)
+        if reply.weights is not None:  # a tag readout: the expected points under the judge's first token
+            points = sum(p * w for p, w in enumerate(reply.weights))
+            return Score(self.scale * points, f"{points:.2f} of {MAX_POINTS} points (expected)")
         points = quality_score(reply.text)
         if points is None:
             cut = " (cut off at the token limit)" if reply.truncated else ""
@@ -178,11 +181,27 @@ class QualityJudge(RewardSource):
 
 class ModelJudge(QualityJudge):
     """R_Q from a local model, LSP's frozen reference model (`selfplay.rewards.chat.ModelChat`:
-    chat template when the tokenizer has one; `sampling` None is greedy with 512 new tokens)."""
+    chat template when the tokenizer has one; `sampling` None is greedy with 512 new tokens).
+
+    `readout`: `text` (the paper's: the judge justifies its points and ends with the score
+    tag) or `tag` (its turn starts with `<score>` and R_Q is the expected points under its
+    next-token probabilities of the digits 0-7: for models too small to keep the rubric's
+    format, such as SmolLM2-135M, which never does)."""
 
     def __init__(self, model, tokenizer, generator=None, sampling=None, scale: float = 1.0, *,
-                 seed: int | None = None, max_chars: int | None = MAX_CHARS):
-        super().__init__(ModelChat(model, tokenizer, generator, sampling, seed=seed), scale, max_chars=max_chars)
+                 seed: int | None = None, max_chars: int | None = MAX_CHARS, readout: str = "text"):
+        chat = ModelChat(model, tokenizer, generator, sampling, seed=seed, tag_choice=readout_tag(readout, "score"))
+        super().__init__(chat, scale, max_chars=max_chars)
+
+
+READOUT_CHOICES = {"score": tuple(str(points) for points in range(MAX_POINTS + 1)), "preference": ("A", "B")}
+
+
+def readout_tag(readout: str, tag: str) -> tuple[str, tuple[str, ...]] | None:
+    """ModelChat's tag_choice for a judge's `readout` (text | tag)."""
+    if readout not in ("text", "tag"):
+        raise ValueError(f"unknown judge readout {readout!r}; available: text, tag")
+    return (tag, READOUT_CHOICES[tag]) if readout == "tag" else None
 
 
 class EndpointJudge(QualityJudge):
