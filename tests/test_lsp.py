@@ -6,15 +6,21 @@ from __future__ import annotations
 
 import copy
 import json
+import random
 from pathlib import Path
 
 import pytest
+import torch
 
 from selfplay.config import ConfigError, load_config
 from selfplay.models.generation import SamplingParams
 from selfplay.models.policy import Policy
 from selfplay.recipes import Batch, RecipeContext, recipe_class
+from selfplay.evals.instructions import instructions
 from selfplay.recipes.lsp import CHALLENGER, SOLVER, Config, LSPRecipe, _fill, looks_like_code
+from selfplay.rewards.chat import ModelChat
+from selfplay.models.loading import render_prompt
+from selfplay.rewards.judge import ModelJudge, quality_prompt
 from selfplay.rollout.sample import Sample
 
 PRESET = Path(__file__).resolve().parents[1] / "selfplay" / "configs" / "lsp_tiny.yaml"
@@ -391,6 +397,7 @@ def test_step_metrics_by_hand(policy, tmp_path):
         "lsp/query_length": 3.0,  # (3 + 3 + 3) / 3
         "lsp/distinct_queries": 2 / 3,
         "lsp/solver_reward": 0.55,  # (1 + 0 + 0.2 + 1) / 4
+        "lsp/solver_accuracy": 0.5,  # R = 1 twice in 4; the format reward 0.2 is no solve
         "lsp/quality_reward": 0.375,  # (0.5 + 0 + 0 + 1) / 4
         "lsp/code_answers": 0.75,  # ```, def, import; not "3"
         "lsp/challenger_reward": -2.5 / 3,  # (-0.6 + 0.1 - 2) / 3
@@ -408,7 +415,9 @@ def test_evaluate_reports_held_out_accuracy_and_transcripts(policy, tmp_path):
     lsp = build(policy, tmp_path)
     result = lsp.evaluate(step=4)
     m = result.metrics
-    assert set(m) == {"eval/arithmetic/accuracy", "eval/arithmetic/well_formed", "eval/arithmetic/response_length"}
+    assert set(m) == {"eval/arithmetic/accuracy", "eval/arithmetic/well_formed", "eval/arithmetic/response_length",
+                      "eval/lsp/fresh_valid", "eval/lsp/uniform_accuracy"}  # the random Challenger's 32 fresh queries are all invalid
+    assert m["eval/lsp/fresh_valid"] == 0.0
     assert 0.0 <= m["eval/arithmetic/accuracy"] <= m["eval/arithmetic/well_formed"] <= 1.0
     assert 0.0 <= m["eval/arithmetic/response_length"] <= 2.0
     assert len(lsp.held_out) == 16 and all(lsp.task.is_held_out(p) for p in lsp.held_out)
@@ -418,6 +427,30 @@ def test_evaluate_reports_held_out_accuracy_and_transcripts(policy, tmp_path):
         grade = lsp.task.grade(p, t["response"])
         assert (t["step"], t["answer"], t["score"], t["reason"]) == (4, p.answer, grade.score, grade.reason)
     assert lsp.evaluate(step=4) == result  # greedy: the same answers again
+
+
+def test_fresh_query_accuracy_grades_the_challengers_valid_queries_greedily(policy, tmp_path):
+    lsp = build(policy, tmp_path)
+    step = next(step for step in range(100) if lsp.fresh_query_accuracy(step)["eval/lsp/fresh_valid"] > 0)
+    fresh = lsp.fresh_query_accuracy(step)
+    # by hand: the same N queries (the evaluation seed), the valid ones answered greedily
+    seed = lsp.context.seed * 7_927 + step  # derive_seed(seed, step, "evaluation")
+    queries = policy.eval_generator.generate([lsp.challenger_prompt] * 32, lsp.context.sampling, seed=seed)
+    problems = [c[2] for c in (lsp.check(lsp.query_text(q.text)) for q in queries) if c[0]]
+    assert problems and fresh["eval/lsp/fresh_valid"] == len(problems) / 32
+    answers = [policy.eval_generator.generate([lsp.prompt_ids(p.text + "=")], lsp.context.eval_sampling)[0].text
+               for p in problems]
+    assert fresh["eval/lsp/fresh_accuracy"] == sum(a.strip() == p.answer for a, p in zip(answers, problems)) / len(problems)
+    # the yardstick: 32 training sums drawn uniformly with the same seed, answered the same way
+    rng = random.Random(seed)
+    uniform = [lsp.task.sample(rng) for _ in range(32)]
+    assert not any(lsp.task.is_held_out(p) for p in uniform)
+    answers = policy.eval_generator.generate([lsp.prompt_ids(p.text + "=") for p in uniform], lsp.context.eval_sampling)
+    assert fresh["eval/lsp/uniform_accuracy"] == sum(a.text.strip() == p.answer for a, p in zip(answers, uniform)) / 32
+    # a template no one-digit sum can fill ("34+5"): no valid query, no accuracy on fresh queries
+    never = build(policy, tmp_path, ['recipe.compact_template="{}{}+{}"', "recipe.query_max_new_tokens=3"])
+    assert set(never.fresh_query_accuracy(step=4)) == {"eval/lsp/fresh_valid", "eval/lsp/uniform_accuracy"}
+    assert never.fresh_query_accuracy(step=4)["eval/lsp/fresh_valid"] == 0.0
 
 
 def test_evaluate_without_a_verifiable_reward_is_empty(policy, tmp_path):
@@ -527,3 +560,60 @@ def test_the_repetition_penalty_charges_each_query_its_share_of_the_step(policy,
         share = texts.count(before.info["text"]) / len(texts)
         assert after.reward == pytest.approx(before.reward - 2 * share)
     assert [s.reward for s in solvers(a)] == [s.reward for s in solvers(b)]  # the Solver is not charged
+
+
+# ---------------------------------------------------------------- 10. the win rate against the initial model
+
+WIN_RATE = ["recipe.eval_instructions=3", "recipe.judge_readout=tag", "eval.temperature=0"]
+
+
+def test_the_initial_model_ties_with_itself_and_a_changed_one_is_judged(tmp_path):
+    own = new_policy()
+    lsp = build(own, tmp_path, WIN_RATE)
+    result = lsp.evaluate(step=0)
+    # identical answers: the judge sees the same prompt in both orders, so whichever letter it
+    # names, the pair scores 1/2; the tag readout always gives a verdict
+    assert result.metrics["eval/lsp/win_rate"] == 0.5
+    assert result.metrics["eval/lsp/win_rate_unparsed"] == 0.0
+    rows = [t for t in result.transcripts if t["task"] == "instructions"]
+    assert [r["prompt"] for r in rows] == instructions(3)
+    assert all(r["response"] == r["initial"] and r["score"] == 0.5 for r in rows)
+
+    initial = list(lsp.initial_answers)
+    with torch.no_grad():  # a different policy: its greedy answers change, the initial ones do not
+        for parameter in own.model.parameters():
+            parameter.add_(torch.randn_like(parameter), alpha=0.5)
+    changed = lsp.evaluate(step=1)
+    rows = [t for t in changed.transcripts if t["task"] == "instructions"]
+    assert lsp.initial_answers == initial and [r["initial"] for r in rows] == initial
+    assert any(r["response"] != r["initial"] for r in rows)
+    scores = [r["score"] for r in rows]
+    assert changed.metrics["eval/lsp/win_rate"] == pytest.approx(sum(scores) / 3)
+    assert all(s in (0.0, 0.25, 0.5, 0.75, 1.0) for s in scores)
+    assert all(r["score"] == 0.5 for r in rows if r["response"] == r["initial"])
+
+
+def test_the_text_readout_of_a_random_model_is_unparsed_and_a_tie(policy, tmp_path):
+    lsp = build(policy, tmp_path, ["recipe.eval_instructions=2", "recipe.judge_max_new_tokens=4"])
+    m = lsp.evaluate(step=0).metrics
+    assert (m["eval/lsp/win_rate"], m["eval/lsp/win_rate_unparsed"]) == (0.5, 1.0)
+
+
+def test_the_tag_readout_scores_the_expected_points_of_the_judges_first_token(policy):
+    pairs = [("3+4", "7"), ("Write a poem.", "no"), ("<score>7</score>", "<score>7</score>")]
+    tag = ModelJudge(policy.model, policy.tokenizer, readout="tag").score(pairs)
+    tok = policy.tokenizer
+    for (query, answer), score in zip(pairs, tag):  # by hand: one forward pass, softmax over "0".."7"
+        ids = render_prompt(tok, quality_prompt(query, answer)) + tok("<score>", add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            logits = policy.model(torch.tensor([ids])).logits[0, -1]
+        p = torch.softmax(logits[[tok.convert_tokens_to_ids(str(d)) for d in range(8)]], -1)
+        assert score.parsed and score.value == pytest.approx(float((p * torch.arange(8)).sum()), abs=1e-5)
+        assert score.reason.endswith("of 7 points (expected)")
+    assert len({round(s.value, 6) for s in tag}) == 3  # graded: each answer its own score
+    text = ModelJudge(policy.model, policy.tokenizer, sampling=SamplingParams(0.0, 1.0, 8)).score(pairs)
+    assert not any(s.parsed for s in text)  # a random model writes no score tag
+    with pytest.raises(ValueError, match="one token"):  # "10" is two characters of the char tokenizer
+        ModelChat(policy.model, policy.tokenizer, tag_choice=("score", ("0", "10")))
+    with pytest.raises(ValueError, match="unknown judge readout 'digits'"):
+        ModelJudge(policy.model, policy.tokenizer, readout="digits")

@@ -45,6 +45,7 @@ Sections: config, collect (challenge, solve, rewards), advantages, evaluate, sta
 from __future__ import annotations
 
 import json
+import random
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
@@ -53,15 +54,21 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from selfplay.algorithms.advantages import learnability_reward, lsp_advantages, rzero_reward
+from selfplay.models.generation import default_stop_token_ids
 from selfplay.models.loading import style_prompt_ids
 from selfplay.recipes import Batch, Evaluation, Recipe, RecipeSection
+from selfplay.evals.instructions import instructions
 from selfplay.rewards import Score, make_reward
+from selfplay.rewards.chat import EndpointChat, ModelChat
+from selfplay.rewards.judge import readout_tag
+from selfplay.rewards.pairwise import PairwiseJudge
 from selfplay.rollout.sample import Sample
 from selfplay.seeding import derive_seed
 from selfplay.tasks import make as make_task
 from selfplay.tasks.evaluation import held_out_accuracy
 
 SOLVER, CHALLENGER = "solver", "challenger"
+BOXED = "\\boxed{"  # the start of a Challenger's turn with `query_from: boxed`
 
 # The Challenger's prompt in chat style: what the paper's prompt asks, in our own words.
 CHALLENGER_PROMPT = (
@@ -84,6 +91,11 @@ class Config(RecipeSection):
     # compact: the query's form; the Challenger's characters fill the `{}` slots one each ("": its
     # text is the query as written)
     compact_template: str = "{}+{}"
+    # chat: where the query is read from. text: the Challenger's whole answer (the paper's). boxed:
+    # its turn starts with `\boxed{`, it may write only `query_alphabet` characters and `}`, and the
+    # query is what it writes before `}`: for a model too small to write a problem of the family unaided
+    query_from: Literal["text", "boxed"] = "text"
+    query_alphabet: str = "0123456789+-*"
     queries_per_step: int = Field(8, gt=0)  # N (paper: 8)
     answers_per_query: int = Field(8, ge=2)  # G (the paper does not say)
     query_max_new_tokens: int | None = Field(None, gt=0)  # the Challenger's length limit (None: sampling's)
@@ -101,7 +113,15 @@ class Config(RecipeSection):
     # R-Zero's repetition penalty: r_ch -= penalty * (share of this step's queries equal to this
     # one), so a Challenger that repeats itself is paid less (0: off, the paper's)
     repetition_penalty: float = Field(0.0, ge=0)
+    # local judges (quality_judge, pairwise_judge = judge): text, the paper's (a justification, then
+    # the score tag), or tag (one forced token after the opening tag: for models too small to keep
+    # the rubric's format)
+    judge_readout: Literal["text", "tag"] = "text"
     eval_size: int = Field(256, gt=0)  # held-out problems per evaluation (verifiable tasks)
+    # the win rate against the initial model on the first N shipped requests (selfplay.evals.
+    # instructions), judged pairwise in both orders by `pairwise_judge` (0: not measured)
+    eval_instructions: int = Field(0, ge=0)
+    pairwise_judge: str = "judge"  # judge (the frozen reference) | judge:openai:MODEL
     eval_transcripts: int = Field(4, ge=0)
 
     @model_validator(mode="after")
@@ -112,6 +132,9 @@ class Config(RecipeSection):
             if kind not in ("verifiable", "reward_model", "judge"):
                 raise ValueError(f"recipe.{key}: unknown reward source {spec!r}; "
                                  "available: verifiable, reward_model:PATH_OR_ID, judge, judge:openai:MODEL")
+        if self.pairwise_judge != "judge" and not self.pairwise_judge.startswith("judge:openai:"):
+            raise ValueError(f"recipe.pairwise_judge: unknown judge {self.pairwise_judge!r}; "
+                             "available: judge, judge:openai:MODEL")
         if self.challenger_reward == "learnability" and self.reward != "verifiable":
             raise ValueError("recipe.challenger_reward=learnability needs a solve rate: use recipe.reward=verifiable")
         return self
@@ -131,9 +154,24 @@ class LSPRecipe(Recipe):
         self.judge = self._source(cfg.quality_judge) if cfg.quality else None
         if self.verifiable and not self.held_out:
             raise ValueError(f"task {cfg.task!r} with options {cfg.task_options} has no held-out problems")
+        self.initial_answers: list[str] | None = None  # the initial model's answers to the shipped requests
+        self.pairwise: PairwiseJudge | None = None  # built on first use: it may load the reference
+        self.boxed = cfg.style == "chat" and cfg.query_from == "boxed"
         self.challenger_prompt = self.prompt_ids(
             cfg.compact_prompt if cfg.style == "compact"
-            else CHALLENGER_PROMPT.format(task_kind=cfg.task_kind, template=cfg.template))
+            else CHALLENGER_PROMPT.format(task_kind=cfg.task_kind, template=cfg.template)
+            + ("\nWrite the request inside \\boxed{}." if self.boxed else ""))
+        self.query_sampling = replace(context.sampling,
+                                      max_new_tokens=cfg.query_max_new_tokens or context.sampling.max_new_tokens)
+        if self.boxed:
+            tokenizer = policy.tokenizer
+            self.challenger_prompt += tokenizer(BOXED, add_special_tokens=False)["input_ids"]
+            ids = [tokenizer(c, add_special_tokens=False)["input_ids"] for c in cfg.query_alphabet + "}"]
+            if any(len(i) != 1 for i in ids):
+                raise ValueError(f"recipe.query_alphabet {cfg.query_alphabet!r}: every character and '}}' must be "
+                                 "one token of this model's tokenizer")
+            allowed = {i[0] for i in ids} | set(default_stop_token_ids(policy.model, tokenizer))
+            self.query_sampling = replace(self.query_sampling, allowed_token_ids=tuple(sorted(allowed)))
 
     def _source(self, spec: str):
         """A reward source; a judge runs on the frozen reference model (no second copy of the policy)."""
@@ -145,8 +183,19 @@ class LSPRecipe(Recipe):
                                max_new_tokens=self.cfg.judge_max_new_tokens)
             return make_reward(spec, model=reference, tokenizer=self.policy.tokenizer,
                                generator=self.policy.generator_for(reference), sampling=sampling,
-                               seed=derive_seed(self.context.seed, 2, "offset"))
+                               seed=derive_seed(self.context.seed, 2, "offset"), readout=self.cfg.judge_readout)
         return make_reward(spec)
+
+    def _pairwise(self) -> PairwiseJudge:
+        """The evaluation's pairwise judge: the frozen reference (greedy) or an endpoint."""
+        if self.cfg.pairwise_judge == "judge":
+            reference = self.policy.reference
+            sampling = replace(self.context.sampling, temperature=0.0, max_new_tokens=self.cfg.judge_max_new_tokens)
+            chat = ModelChat(reference, self.policy.tokenizer, self.policy.generator_for(reference), sampling,
+                             tag_choice=readout_tag(self.cfg.judge_readout, "preference"))
+        else:
+            chat = EndpointChat(self.cfg.pairwise_judge[len("judge:openai:"):])
+        return PairwiseJudge(chat)
 
     def prompt_ids(self, text: str) -> list[int]:
         return style_prompt_ids(self.policy.tokenizer, text, self.cfg.style, self.policy.use_chat_template)
@@ -159,9 +208,7 @@ class LSPRecipe(Recipe):
     # ---- collect: the Challenger writes N queries, the Solver answers each G times ------------
     def collect(self, step: int) -> Batch:
         cfg, seed = self.cfg, self.context.seed
-        query_sampling = replace(self.context.sampling,
-                                 max_new_tokens=cfg.query_max_new_tokens or self.context.sampling.max_new_tokens)
-        queries = self.policy.generator.generate([self.challenger_prompt] * cfg.queries_per_step, query_sampling,
+        queries = self.policy.generator.generate([self.challenger_prompt] * cfg.queries_per_step, self.query_sampling,
                                                  seed=derive_seed(seed, 2 * step, "generation"))
         texts = [self.query_text(q.text) for q in queries]
         checks = [self.check(text) if self.fills_template(q.text) else (False, "too short to fill the template", None)
@@ -208,7 +255,10 @@ class LSPRecipe(Recipe):
 
     def query_text(self, written: str) -> str:
         """The query the Challenger's text makes: in compact style with a template, its first
-        characters fill the template's slots; otherwise the text itself."""
+        characters fill the template's slots; read from `\boxed{`, what comes before `}`;
+        otherwise the text itself."""
+        if self.boxed:
+            return written.split("}", 1)[0].strip()
         template = self.cfg.compact_template if self.cfg.style == "compact" else ""
         slots = template.count("{}")
         if not slots:
@@ -255,6 +305,7 @@ class LSPRecipe(Recipe):
             "lsp/query_length": sum(len(q) for q in queries) / len(queries),
             "lsp/distinct_queries": len(set(queries)) / len(queries),
             "lsp/solver_reward": sum(s.info["R"] for s in solver) / n,  # R on fresh queries
+            "lsp/solver_accuracy": sum(s.info["solved"] for s in solver) / n,  # R = 1 (no format reward)
             "lsp/quality_reward": sum(s.info["R_Q"] for s in solver) / n,
             "lsp/judge_parse_failures": sum(not s.info["judge_parsed"] for s in solver) / n if self.judge else 0.0,
             "lsp/code_answers": sum(looks_like_code(s.info["text"]) for s in solver) / n,
@@ -269,13 +320,64 @@ class LSPRecipe(Recipe):
 
     # ---- evaluate: the Solver on held-out problems no Challenger wrote ---------------------------
     def evaluate(self, step: int) -> Evaluation:
-        if not self.verifiable:
-            return Evaluation({})
-        metrics, transcripts = held_out_accuracy(
-            self.task, self.held_out, lambda p: self.prompt_ids(self.task.prompt(p)), self.policy.eval_generator,
-            self.context.eval_sampling, derive_seed(self.context.seed, step, "evaluation"), step,
-            self.cfg.eval_transcripts)
+        metrics, transcripts = {}, []
+        if self.verifiable:
+            metrics, transcripts = held_out_accuracy(
+                self.task, self.held_out, lambda p: self.prompt_ids(self.task.prompt(p)), self.policy.eval_generator,
+                self.context.eval_sampling, derive_seed(self.context.seed, step, "evaluation"), step,
+                self.cfg.eval_transcripts)
+            metrics |= self.fresh_query_accuracy(step)
+        if self.cfg.eval_instructions:
+            more, rows = self.win_rate(step)
+            metrics, transcripts = metrics | more, transcripts + rows
         return Evaluation(metrics, transcripts)
+
+    def fresh_query_accuracy(self, step: int) -> dict[str, float]:
+        """Do the queries get harder? The Challenger writes N fresh queries (sampled as in
+        training) and the Solver answers each greedily, as on the held-out set. Two yardsticks:
+        its held-out accuracy (problems it never trains on), and its accuracy on N training
+        problems drawn uniformly from the family (`uniform_accuracy`): the Challenger's queries
+        below the latter means it picks what the Solver gets wrong among what it could ask."""
+        seed = derive_seed(self.context.seed, step, "evaluation")
+        queries = self.policy.eval_generator.generate([self.challenger_prompt] * self.cfg.queries_per_step,
+                                                      self.query_sampling, seed=seed)
+        problems = [check[2] for check in (self.check(self.query_text(q.text)) for q in queries) if check[0]]
+        rng = random.Random(seed)
+        uniform = [self.task.sample(rng) for _ in range(self.cfg.queries_per_step)]
+        metrics = {"eval/lsp/fresh_valid": len(problems) / len(queries),
+                   "eval/lsp/uniform_accuracy": self.greedy_accuracy(uniform, seed)}
+        if problems:
+            metrics["eval/lsp/fresh_accuracy"] = self.greedy_accuracy(problems, seed)
+        return metrics
+
+    def greedy_accuracy(self, problems: list, seed: int) -> float:
+        answers = self.policy.eval_generator.generate([self.prompt_ids(self.task.prompt(p)) for p in problems],
+                                                      self.context.eval_sampling, seed=seed)
+        return sum(self.task.grade(p, a.text).score == 1.0 for p, a in zip(problems, answers)) / len(problems)
+
+    def win_rate(self, step: int) -> tuple[dict[str, float], list[dict]]:
+        """AlpacaEval-style: the Solver's greedy answers to the shipped requests against the initial
+        model's (the reference, greedy), judged in both orders; and their mean R when the reward
+        source can score any text."""
+        requests = instructions(self.cfg.eval_instructions)
+        prompts = [self.prompt_ids(r) for r in requests]
+        sampling = self.context.eval_sampling
+        if self.initial_answers is None:  # greedy and fixed: the same after a resume
+            reference = self.policy.reference
+            self.initial_answers = [g.text for g in self.policy.generator_for(reference).generate(prompts, sampling)]
+        answers = [g.text for g in self.policy.eval_generator.generate(prompts, sampling)]
+        if self.pairwise is None:
+            self.pairwise = self._pairwise()
+        result = self.pairwise.compare(requests, answers, self.initial_answers)
+        metrics = {"eval/lsp/win_rate": result.win_rate, "eval/lsp/win_rate_unparsed": result.unparsed / (2 * len(requests))}
+        if not self.verifiable:
+            scores = self.reward_source.score(list(zip(requests, answers)))
+            metrics["eval/lsp/instruction_reward"] = sum(s.value for s in scores) / len(scores) * self.cfg.reward_scale
+        rows = [{"step": step, "task": "instructions", "prompt": request, "response": answer, "initial": initial,
+                 "score": score, "verdicts": list(verdicts)}
+                for request, answer, initial, score, verdicts in list(zip(
+                    requests, answers, self.initial_answers, result.pair_scores, result.verdicts))[:self.cfg.eval_transcripts]]
+        return metrics, rows
 
     # ---- state -----------------------------------------------------------------------------------
     # A step's sampling seeds are functions of (seed, step) and the held-out set is fixed; only
