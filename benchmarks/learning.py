@@ -1,6 +1,6 @@
 """Does self-play learn on a CPU? The issue's learning targets, measured.
 
-    python benchmarks/learning.py [--minutes M] [--only tictactoe,kuhn,ablation,rlvr,lsp,smollm2,azr] [--seeds 0,1,2]
+    python benchmarks/learning.py [--minutes M] [--only tictactoe,kuhn,ablation,rlvr,lsp,smollm2,azr,...] [--seeds 0,1,2]
                                   [--out runs/bench] [--set KEY=VALUE ...]   (config overrides for every run)
 
 Runs, each with a wall-clock budget (`time_limit_minutes`; 10 minutes, RLVR 5, unless --minutes):
@@ -23,6 +23,10 @@ Runs, each with a wall-clock budget (`time_limit_minutes`; 10 minutes, RLVR 5, u
               proposals, learnable shares, the sandbox's share of a step and its programs/s
               over the last 50 steps (targets: >= 90% valid, >= 30% learnable, +15 points)
   azr_smollm2 the AZR chat preset on SmolLM2 (30 minutes), measured the same way
+  lsp_smollm2, lsp_zero_smollm2, rlvr_smollm2
+              the paper's comparison on SmolLM2 (30 minutes each): LSP, LSP-Zero and RLVR on
+              the same chat sums, held-out accuracy before and after with 95% intervals, the
+              win rate against the initial model, and R, R_Q, KL per role plotted side by side
 With several --seeds every run is repeated per seed (folders NAME-seedS): how reliable a
 result is matters as much as its best value.
 Prints one table and writes `learning_curves.png` / `rae_ablation.png` into --out.
@@ -44,7 +48,7 @@ from selfplay.evals.exploitability import exploitability
 from selfplay.agents import make_agent
 from selfplay.evals.stats import rate
 from selfplay.games import make as make_game
-from selfplay.report import compare_runs
+from selfplay.report import compare_lines, compare_runs
 from selfplay.trainer import Trainer
 
 # name -> (preset, overrides, minutes)
@@ -57,6 +61,9 @@ PRESETS = {
     "smollm2": ("spiral_tictactoe_smollm2", [], 60),
     "azr": ("azr_tiny", [], 15),
     "azr_smollm2": ("azr_smollm2", [], 30),
+    "lsp_smollm2": ("lsp_smollm2", [], 30),
+    "lsp_zero_smollm2": ("lsp_zero_smollm2", [], 30),
+    "rlvr_smollm2": ("rlvr_smollm2", [], 30),
 }
 # runs also scored on reasoning suites before and after: suite -> fixed subset size
 REASONING = {"smollm2": {"humaneval": 32, "math": 64}}
@@ -114,13 +121,18 @@ def final_eval(trainer: Trainer, before: dict, games: int, name: str = "") -> di
     if trainer.cfg.recipe.name in HELD_OUT:  # held-out accuracy before and after, with Wilson 95% intervals
         after = trainer.recipe.evaluate(trainer.step).metrics
         held_out = trainer.recipe.held_out
-        for key in sorted(k for k in after if k.endswith(("/accuracy", "/solve_rate"))):
+        # (eval/lsp/fresh_accuracy is over the Challenger's fresh queries, not the held-out set: lsp_harder)
+        for key in sorted(k for k in after if k.endswith(("/accuracy", "/solve_rate")) and "/lsp/" not in k):
             size = len(held_out[key.split("/")[2]]) if isinstance(held_out, dict) else len(held_out)
             for when, metrics in (("initial", before), ("trained", after)):
                 r = rate(round(metrics[key] * size), size)
                 out[f"{key.removeprefix('eval/')}/{when}"] = [round(r["rate"], 3)] + [round(x, 3) for x in r["ci95"]]
         if trainer.cfg.recipe.name == "azr":
             out["training"] = azr_training(trainer.run_dir)
+        if trainer.cfg.recipe.name == "lsp":
+            out["harder"] = lsp_harder(trainer.run_dir)
+            if "eval/lsp/win_rate" in after:  # against the initial model, on the shipped requests
+                out["win_rate_vs_initial"] = round(after["eval/lsp/win_rate"], 3)
         return out
     if name in REASONING:
         out["initial"] = before
@@ -164,6 +176,28 @@ def azr_training(run_dir: Path, last: int = 50) -> dict:
     return out
 
 
+def lsp_harder(run_dir: Path, last: int = 10) -> dict:
+    """Do the Challenger's queries get harder? Over the last `last` evaluations: the Solver's
+    greedy accuracy on the Challenger's fresh queries, on the held-out set and on training
+    problems drawn uniformly; and the share of all evaluations where the fresh queries were
+    the harder."""
+    from selfplay.metrics import read_metrics
+
+    rows = [r for r in read_metrics(run_dir) if "eval/lsp/fresh_accuracy" in r]
+    if not rows:
+        return {}
+    def mean(key: str) -> float:
+        return round(sum(r[key] for r in rows[-last:]) / len(rows[-last:]), 3)
+
+    def below(key: str) -> float:
+        return round(sum(r["eval/lsp/fresh_accuracy"] < r[key] for r in rows) / len(rows), 3)
+
+    return {"fresh_accuracy": mean("eval/lsp/fresh_accuracy"), "held_out_accuracy": mean("eval/arithmetic/accuracy"),
+            "uniform_training_accuracy": mean("eval/lsp/uniform_accuracy"),
+            "evaluations_fresh_below_held_out": below("eval/arithmetic/accuracy"),
+            "evaluations_fresh_below_uniform": below("eval/lsp/uniform_accuracy")}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=None, help="every run's budget (default: per preset)")
@@ -204,11 +238,25 @@ def main() -> None:
         for metric in ("azr/deduction/valid_proposals", "azr/deduction/learnability_positive",
                        "eval/azr/deduction/solve_rate", "eval/azr/abduction/solve_rate"):
             compare_runs([out / "azr"], ["AZR, tiny model, compact"], metric, out / f"{metric.replace('/', '_')}.png")
-    held_out = [name for name in ("rlvr", "lsp") if name in results]
-    if held_out:
-        labels = {"rlvr": "RLVR (GRPO, data)", "lsp": "LSP-Zero (data-free)"}
-        compare_runs([out / n for n in held_out], [labels[n] for n in held_out], "eval/arithmetic/accuracy",
-                     out / "held_out_accuracy.png")
+    labels = {"rlvr": "RLVR (GRPO, data)", "lsp": "LSP-Zero (data-free)", "rlvr_smollm2": "RLVR (GRPO, data)",
+              "lsp_smollm2": "LSP (quality self-reward)", "lsp_zero_smollm2": "LSP-Zero"}
+    for names, suffix in ((("rlvr", "lsp"), ""), (("rlvr_smollm2", "lsp_zero_smollm2", "lsp_smollm2"), "_smollm2")):
+        held_out = [name for name in names if name in results]
+        if held_out:
+            compare_runs([out / n for n in held_out], [labels[n] for n in held_out], "eval/arithmetic/accuracy",
+                         out / f"held_out_accuracy{suffix}.png")
+    for name in (n for n in ("lsp", "lsp_smollm2", "lsp_zero_smollm2") if n in results):
+        # do the queries get harder? the Solver's greedy accuracy on fresh queries beside the held-out set's
+        compare_lines([(out / name, "eval/arithmetic/accuracy", "held-out sums"),
+                       (out / name, "eval/lsp/uniform_accuracy", "training sums, uniform"),
+                       (out / name, "eval/lsp/fresh_accuracy", "the Challenger's fresh queries")],
+                      f"{labels[name]}: Solver accuracy, greedy", out / f"{name}_harder.png")
+    smollm2 = [n for n in ("lsp_zero_smollm2", "lsp_smollm2") if n in results]
+    for key in ("lsp/solver_reward", "lsp/quality_reward", "kl/solver", "kl/challenger", "lsp/valid_queries",
+                "lsp/distinct_queries", "lsp/answer_length", "eval/lsp/win_rate"):
+        if smollm2:  # R, R_Q, KL per role and the degeneration signals, LSP-Zero beside LSP
+            compare_runs([out / n for n in smollm2], [labels[n] for n in smollm2], key,
+                         out / f"smollm2_{key.replace('/', '_')}.png")
     (out / "results.json").write_text(json.dumps(results, indent=2))
 
 

@@ -285,9 +285,15 @@ def compare_runs(run_dirs: list[str | Path], labels: list[str] | None, key: str,
     labels = list(labels) if labels else [r.name for r in run_dirs]
     if len(labels) != len(run_dirs):
         raise ValueError(f"{len(labels)} labels for {len(run_dirs)} runs; give one label per run")
-    fig, (ax,) = _new_figure(1, key)
-    plotted, known = 0, set()
-    for run, label in zip(run_dirs, labels):
+    return compare_lines([(run, key, label) for run, label in zip(run_dirs, labels)], key, out_png)
+
+
+def compare_lines(lines: list[tuple[str | Path, str, str]], title: str, out_png: str | Path) -> Path:
+    """Plot (run, metric key, label) lines on one axes: several runs' metric, or several
+    metrics of one run (e.g. held-out accuracy beside accuracy on fresh queries)."""
+    fig, (ax,) = _new_figure(1, title)
+    plotted, known, keys = 0, set(), {key for _, key, _ in lines}
+    for run, key, label in lines:
         series = load_series(run)
         known |= set(series)
         if key not in series:
@@ -296,11 +302,12 @@ def compare_runs(run_dirs: list[str | Path], labels: list[str] | None, key: str,
         _plot_line(ax, series[key], label=label, dense=max(len(s.steps) for s in series.values()))
         plotted += 1
     if not plotted:
+        key = sorted(keys)[0]
         hint = difflib.get_close_matches(key, sorted(known), n=5, cutoff=0.4)
         raise ValueError(f"no run has metric {key!r}" + (f"; close matches: {', '.join(hint)}" if hint else ""))
     ax.set_xlabel("training step")
-    ax.set_ylabel(key.rsplit("/", 1)[-1])
-    if is_rate_key(key):
+    ax.set_ylabel(title.rsplit("/", 1)[-1])
+    if all(is_rate_key(key) for key in keys):
         ax.set_ylim(*RATE_LIMITS)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=9, loc="best")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from selfplay.cli import main
-from selfplay.report import build_report, compare_runs, load_series, plan_figures
+from selfplay.report import build_report, compare_lines, compare_runs, load_series, plan_figures
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 EVIL_TEXT = "<script>alert('x')</script> & [4]"
@@ -125,6 +125,19 @@ def test_compare_runs_plots_each_run(tmp_path):
     assert main(["report", str(a), str(b), "--compare", "eval/tictactoe/vs_random/win", "--labels", "A,B",
                  "--out", str(tmp_path / "cmp")]) == 0
     assert (tmp_path / "cmp" / "compare_eval_tictactoe_vs_random_win.png").read_bytes().startswith(PNG_MAGIC)
+
+
+def test_compare_lines_plots_several_metrics_of_one_run(tmp_path):
+    from matplotlib.image import imread
+
+    a = write_run(tmp_path / "a")
+    win = imread(compare_lines([(a, "eval/tictactoe/vs_random/win", "win")], "eval", tmp_path / "one.png"))
+    both = imread(compare_lines([(a, "eval/tictactoe/vs_random/win", "win"),
+                                 (a, "eval/tictactoe/vs_random/loss", "loss")], "eval", tmp_path / "two.png"))
+    assert win.shape == both.shape and not np.array_equal(win, both)
+    with pytest.raises(ValueError, match="no run has metric 'eval/tictactoe/vs_random/wins'; close matches: "
+                                         "eval/tictactoe/vs_random/win"):
+        compare_lines([(a, "eval/tictactoe/vs_random/wins", "win")], "eval", tmp_path / "x.png")
 
 
 def test_compare_draws_one_line_per_run(tmp_path):
