@@ -617,3 +617,46 @@ def test_the_tag_readout_scores_the_expected_points_of_the_judges_first_token(po
         ModelChat(policy.model, policy.tokenizer, tag_choice=("score", ("0", "10")))
     with pytest.raises(ValueError, match="unknown judge readout 'digits'"):
         ModelJudge(policy.model, policy.tokenizer, readout="digits")
+
+
+# ---------------------------------------------------------------- 11. the presets of the paper's comparison
+
+CONFIGS = PRESET.parent
+
+
+def test_the_smollm2_and_llama_presets_load_as_the_comparison_they_name():
+    lsp, zero, rlvr = (load_config(CONFIGS / f"{name}.yaml") for name in ("lsp_smollm2", "lsp_zero_smollm2",
+                                                                         "rlvr_smollm2"))
+    assert (lsp.recipe.quality, zero.recipe.quality, rlvr.recipe.name) == (True, False, "rlvr")
+    for cfg in (lsp, zero, rlvr):  # the same model, task and budget: only the method differs
+        assert cfg.model.name == "smollm2-135m-instruct" and cfg.model.lora is not None
+        assert (cfg.recipe.task, cfg.recipe.task_options, cfg.recipe.style) == ("arithmetic", lsp.recipe.task_options, "chat")
+        assert (cfg.optim.lr, cfg.optim.kl_coef, cfg.time_limit_minutes) == (lsp.optim.lr, 0.05, 30)
+    assert lsp.recipe.queries_per_step * lsp.recipe.answers_per_query == \
+           rlvr.recipe.prompts_per_step * rlvr.recipe.answers_per_prompt
+    llama = load_config(CONFIGS / "lsp_llama3.2_3b.yaml")
+    assert (llama.model.name, llama.recipe.reward) == ("meta-llama/Llama-3.2-3B-Instruct",
+                                                      "reward_model:Skywork/Skywork-Reward-V2-Llama-3.2-3B")
+    assert (llama.optim.kl_coef, llama.optim.lr, llama.recipe.queries_per_step, llama.eval.temperature) == \
+           (0.05, 3e-6, 8, 0.01)
+
+
+@pytest.mark.real_model
+def test_smollm2_plays_both_roles_with_a_boxed_challenger_and_a_graded_self_judge(tmp_path):
+    """The lsp_smollm2 preset on the real model, one small step: the Challenger writes only the
+    alphabet inside \\boxed{, and the frozen copy's tag readout grades every answer."""
+    cfg = load_config(CONFIGS / "lsp_smollm2.yaml", ["recipe.queries_per_step=4", "recipe.answers_per_query=2",
+                                                     "sampling.max_new_tokens=16", "recipe.eval_instructions=2"])
+    own = Policy(cfg.model, cfg.optim, cfg.sampling, cfg.seed)
+    s = cfg.sampling
+    context = RecipeContext(seed=0, run_dir=tmp_path, sampling=SamplingParams(s.temperature, s.top_p, s.max_new_tokens),
+                            eval_sampling=SamplingParams(0.0, s.top_p, s.max_new_tokens))
+    lsp = LSPRecipe(cfg.recipe, own, context)
+    assert own.tokenizer.decode(lsp.challenger_prompt).endswith("assistant\n\\boxed{")
+    batch = lsp.collect(0)
+    for q in challengers(batch):
+        assert set(q.info["text"]) <= set("0123456789+"), q.info["text"]
+    answers = solvers(batch)
+    assert answers and all(a.info["judge_parsed"] for a in answers)
+    assert all(0 < a.info["R_Q"] < 1 for a in answers) and len({a.info["R_Q"] for a in answers}) > 1
+    assert lsp.evaluate(0).metrics["eval/lsp/win_rate"] == 0.5  # the adapter starts as a no-op: a tie
