@@ -28,6 +28,7 @@ import torch
 import transformers
 from tqdm import tqdm
 
+from selfplay import distributed
 from selfplay.algorithms.learner import Learner
 from selfplay.checkpoints import write_checkpoint
 from selfplay.config import TrainConfig, save_config
@@ -43,12 +44,15 @@ PROGRESS_WIDTH = 80  # the live progress line fits an 80-column terminal
 class Trainer:
     def __init__(self, cfg: TrainConfig, run_dir: str | Path, resume_from: Path | None = None):
         self.cfg, self.run_dir = cfg, Path(run_dir)
+        # under torchrun: one of several learner processes; only process 0 writes the run folder
+        self.world = distributed.init_from_env()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         transformers.utils.logging.disable_progress_bar()  # one bar: ours (not one per checkpoint)
         seed_everything(cfg.seed)
-        save_config(cfg, self.run_dir / "config.yaml")
+        if self.world.is_main:
+            save_config(cfg, self.run_dir / "config.yaml")
 
         self.policy = Policy(cfg.model, cfg.optim, cfg.sampling, cfg.seed, resume_from)
         self.learner = Learner(
@@ -68,7 +72,7 @@ class Trainer:
         self.step = 0
         if resume_from:
             self._load_state(resume_from)
-        self.logger = MetricsLogger(self.run_dir, resume_step=self.step)
+        self.logger = MetricsLogger(self.run_dir, resume_step=self.step) if self.world.is_main else None
 
     # ---- one step -------------------------------------------------------------------
     def train_step(self) -> dict:
@@ -123,9 +127,10 @@ class Trainer:
         if self.cfg.eval.suites:  # reasoning suites on fixed subsets, for any recipe
             results.append(self.recipe.evaluate_suites(self.step, self.cfg.eval.suites,
                                                        self.cfg.eval.suite_max_new_tokens))
-        with (self.run_dir / "transcripts.jsonl").open("a") as f:
-            for t in (t for result in results for t in result.transcripts):
-                f.write(json.dumps(t) + "\n")
+        if self.world.is_main:
+            with (self.run_dir / "transcripts.jsonl").open("a") as f:
+                for t in (t for result in results for t in result.transcripts):
+                    f.write(json.dumps(t) + "\n")
         return {k: v for result in results for k, v in result.metrics.items()}
 
     # ---- the loop -------------------------------------------------------------------
@@ -133,7 +138,7 @@ class Trainer:
         cfg = self.cfg
         start = time.perf_counter()
         bar = tqdm(total=cfg.steps, initial=self.step, desc="train", ncols=PROGRESS_WIDTH,
-                   disable=os.environ.get("SELFPLAY_NO_PROGRESS") == "1")
+                   disable=os.environ.get("SELFPLAY_NO_PROGRESS") == "1" or not self.world.is_main)
         last_eval: dict = {}  # shown until the next evaluation
         try:
             while self.step < cfg.steps:
@@ -142,9 +147,12 @@ class Trainer:
                 if cfg.eval.every and (self.step % cfg.eval.every == 0 or self.step == cfg.steps):
                     metrics.update(self.evaluate())
                 metrics["time/elapsed_s"] = time.perf_counter() - start
-                self.logger.log(self.step, metrics)
+                if self.logger:
+                    self.logger.log(self.step, metrics)
                 out_of_time = (cfg.time_limit_minutes is not None
                                and metrics["time/elapsed_s"] > cfg.time_limit_minutes * 60)
+                if self.world.active:  # process 0's clock decides for all
+                    out_of_time = distributed.agree(out_of_time)
                 if self.step % cfg.save_every == 0 or self.step == cfg.steps or out_of_time:
                     self.save()
                 last_eval.update({k: v for k, v in metrics.items() if k.startswith("eval/")})
@@ -155,11 +163,16 @@ class Trainer:
                     break
         finally:
             bar.close()
-            self.logger.close()
+            if self.logger:
+                self.logger.close()
             self.recipe.close()
 
     # ---- checkpoints ------------------------------------------------------------------
-    def save(self) -> Path:
+    def save(self) -> Path | None:
+        """Write a checkpoint (process 0 only: every process holds the same state)."""
+        if not self.world.is_main:
+            return None
+
         def write(folder: Path) -> None:
             self.policy.save(folder)
             torch.save({

@@ -44,12 +44,21 @@ def run(args) -> int:
         print(f"config error: {err}", file=sys.stderr)
         return 2
 
+    from selfplay import distributed
     from selfplay.trainer import Trainer
 
+    world = distributed.init_from_env()  # under torchrun: process 0 names the run folder for all
+    run_dir = Path(distributed.agree(str(run_dir))) if world.active else run_dir
     trainer = Trainer(cfg, run_dir, resume_from=ckpt)
-    print(f"run folder: {run_dir}  (resume with: selfplay train --resume {run_dir})", file=sys.stderr)
-    trainer.train()
-    print(f"done: {run_dir}  (plots: selfplay report {run_dir})", file=sys.stderr)
+    if world.is_main:
+        print(f"run folder: {run_dir}  (resume with: selfplay train --resume {run_dir})"
+              + (f"; {world.size} learner processes" if world.active else ""), file=sys.stderr)
+    try:
+        trainer.train()
+    finally:
+        distributed.close()
+    if world.is_main:
+        print(f"done: {run_dir}  (plots: selfplay report {run_dir})", file=sys.stderr)
     return 0
 
 

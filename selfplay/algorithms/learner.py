@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from selfplay import distributed
 from selfplay.algorithms.losses import NORMS, aggregate, kl_penalty, ppo_clip_loss
 from selfplay.models.generation import token_logprobs
 from selfplay.rollout.sample import Sample
@@ -243,20 +244,27 @@ class Learner:
         # the attention and MLP modules inside them, whose dropout stays off) as training.
         for layer in self.checkpointed_layers:
             layer.training = True
+        # with several learner processes, this one trains on its share of the micro-batches and
+        # the gradients are summed over processes before the step (selfplay.distributed)
+        world = distributed.world()
+        mine = distributed.my_share(len(micro))
         ref_logprobs = [None] * len(micro)
         if self.kl_coef > 0:
             with torch.no_grad():
-                ref_logprobs = [self.response_logprobs(self.ref_model, b)[0] for b in micro]
+                for k in mine:
+                    ref_logprobs[k] = self.response_logprobs(self.ref_model, micro[k])[0]
         old_logprobs = [b["sampler_logprobs"] if self.use_sampler_logprobs else None for b in micro]
 
         totals: dict[str, float] = {}
+        grad_norm_total = 0.0
 
         def add(name, value, weight):
             totals[name] = totals.get(name, 0.0) + value * weight / self.epochs
 
         for epoch in range(self.epochs):
             self.optimizer.zero_grad(set_to_none=True)
-            for k, batch in enumerate(micro):
+            for k in mine:
+                batch = micro[k]
                 logprobs, entropy = self.response_logprobs(self.model, batch, with_entropy=self.entropy_coef > 0)
                 mask = batch["mask"]
                 if epoch == 0:
@@ -291,11 +299,16 @@ class Learner:
                 for name, value in stats.items():
                     if name != "ratio_max":
                         add(name, value, token_share)
+            if world.active:
+                distributed.sum_gradients(self.params)
             grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip or float("inf"))
-            add("grad_norm", grad_norm.item(), 1.0)
+            grad_norm_total = grad_norm_total + grad_norm.item() / self.epochs  # the same on every process
             self.optimizer.step()
         self.model.train(was_training)
 
+        if world.active:  # every statistic above is a sum over micro-batches
+            totals = distributed.sum_stats(totals)
+        totals["grad_norm"] = grad_norm_total
         totals.update(num_samples=float(len(samples)), num_tokens=float(total_tokens),
                       response_length=total_tokens / len(samples))
         return totals
