@@ -252,7 +252,7 @@ def main() -> None:
                        (out / name, "eval/lsp/fresh_accuracy", "the Challenger's fresh queries")],
                       f"{labels[name]}: Solver accuracy, greedy", out / f"{name}_harder.png")
     smollm2 = [n for n in ("lsp_zero_smollm2", "lsp_smollm2") if n in results]
-    for key in ("lsp/solver_reward", "lsp/quality_reward", "kl/solver", "kl/challenger", "lsp/valid_queries",
+    for key in ("lsp/solver_reward", "lsp/quality_reward", "loss/kl/solver", "loss/kl/challenger", "lsp/valid_queries",
                 "lsp/distinct_queries", "lsp/answer_length", "eval/lsp/win_rate"):
         if smollm2:  # R, R_Q, KL per role and the degeneration signals, LSP-Zero beside LSP
             compare_runs([out / n for n in smollm2], [labels[n] for n in smollm2], key,
