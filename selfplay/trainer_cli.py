@@ -49,7 +49,11 @@ def run(args) -> int:
 
     world = distributed.init_from_env()  # under torchrun: process 0 names the run folder for all
     run_dir = Path(distributed.agree(str(run_dir))) if world.active else run_dir
-    trainer = Trainer(cfg, run_dir, resume_from=ckpt)
+    try:
+        trainer = Trainer(cfg, run_dir, resume_from=ckpt)
+    except ConfigError as err:  # what only the model can tell, e.g. an alphabet its tokenizer splits
+        print(f"config error: {err}", file=sys.stderr)
+        return 2
     if world.is_main:
         print(f"run folder: {run_dir}  (resume with: selfplay train --resume {run_dir})"
               + (f"; {world.size} learner processes" if world.active else ""), file=sys.stderr)

@@ -660,3 +660,6 @@ def test_smollm2_plays_both_roles_with_a_boxed_challenger_and_a_graded_self_judg
     assert answers and all(a.info["judge_parsed"] for a in answers)
     assert all(0 < a.info["R_Q"] < 1 for a in answers) and len({a.info["R_Q"] for a in answers}) > 1
     assert lsp.evaluate(0).metrics["eval/lsp/win_rate"] == 0.5  # the adapter starts as a no-op: a tie
+    split = cfg.recipe.model_copy(update={"query_alphabet": "0123456789+\u6f22"})  # 漢: three byte tokens here
+    with pytest.raises(ConfigError, match=r"recipe.query_alphabet .*must be one token of this model's tokenizer"):
+        LSPRecipe(split, own, context)

@@ -163,15 +163,20 @@ class LSPRecipe(Recipe):
             + ("\nWrite the request inside \\boxed{}." if self.boxed else ""))
         self.query_sampling = replace(context.sampling,
                                       max_new_tokens=cfg.query_max_new_tokens or context.sampling.max_new_tokens)
-        if self.boxed:
-            tokenizer = policy.tokenizer
-            self.challenger_prompt += tokenizer(BOXED, add_special_tokens=False)["input_ids"]
-            ids = [tokenizer(c, add_special_tokens=False)["input_ids"] for c in cfg.query_alphabet + "}"]
-            if any(len(i) != 1 for i in ids):
-                raise ValueError(f"recipe.query_alphabet {cfg.query_alphabet!r}: every character and '}}' must be "
-                                 "one token of this model's tokenizer")
-            allowed = {i[0] for i in ids} | set(default_stop_token_ids(policy.model, tokenizer))
-            self.query_sampling = replace(self.query_sampling, allowed_token_ids=tuple(sorted(allowed)))
+        if self.boxed:  # the turn starts inside \boxed{ and may only write the alphabet and the }
+            self.challenger_prompt += policy.tokenizer(BOXED, add_special_tokens=False)["input_ids"]
+            self.query_sampling = replace(self.query_sampling, allowed_token_ids=self.alphabet_ids())
+
+    def alphabet_ids(self) -> tuple[int, ...]:
+        """The token ids of `query_alphabet`, `}` and the stop tokens: each character one token."""
+        from selfplay.config import ConfigError  # selfplay.config imports the recipes
+
+        tokenizer = self.policy.tokenizer
+        ids = [tokenizer(c, add_special_tokens=False)["input_ids"] for c in self.cfg.query_alphabet + "}"]
+        if any(len(i) != 1 for i in ids):
+            raise ConfigError(f"recipe.query_alphabet {self.cfg.query_alphabet!r}: every character and '}}' must "
+                              "be one token of this model's tokenizer")
+        return tuple(sorted({i[0] for i in ids} | set(default_stop_token_ids(self.policy.model, tokenizer))))
 
     def _source(self, spec: str):
         """A reward source; a judge runs on the frozen reference model (no second copy of the policy)."""
