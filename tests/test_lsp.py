@@ -453,6 +453,19 @@ def test_fresh_query_accuracy_grades_the_challengers_valid_queries_greedily(poli
     assert never.fresh_query_accuracy(step=4)["eval/lsp/fresh_valid"] == 0.0
 
 
+def test_transcripts_show_the_last_steps_queries_with_their_answers_and_rewards(collected, policy, tmp_path):
+    lsp, step, batch = collected
+    lsp.collect(step)  # the fixture's step again (seeded: the same batch), as the step before an evaluation
+    rows = lsp.evaluate(step + 1).transcripts[:4]  # eval_transcripts = 4
+    queries = challengers(batch)[:4]
+    assert [(r["step"], r["role"], r["query"], r["challenger_reward"]) for r in rows] == \
+           [(step + 1, CHALLENGER, q.info["text"], round(q.reward, 4)) for q in queries]
+    for row, query in zip(rows, queries):
+        answers = solvers(batch, query.group)  # an invalid query has none
+        assert [(a["answer"], a["R"]) for a in row["answers"]] == [(s.info["text"], round(s.info["R"], 4)) for s in answers]
+        assert len(row["answers"]) in (0, 4) and (len(row["answers"]) == 4) == query.info["valid"]
+
+
 def test_evaluate_without_a_verifiable_reward_is_empty(policy, tmp_path):
     lsp = build(policy, tmp_path, ["recipe.reward=judge", "recipe.quality=false"])
     result = lsp.evaluate(step=4)

@@ -155,6 +155,7 @@ class LSPRecipe(Recipe):
         if self.verifiable and not self.held_out:
             raise ValueError(f"task {cfg.task!r} with options {cfg.task_options} has no held-out problems")
         self.initial_answers: list[str] | None = None  # the initial model's answers to the shipped requests
+        self.recent: list[dict] = []  # a few of the last step's queries with their answers, for transcripts
         self.pairwise: PairwiseJudge | None = None  # built on first use: it may load the reference
         self.boxed = cfg.style == "chat" and cfg.query_from == "boxed"
         self.challenger_prompt = self.prompt_ids(
@@ -256,6 +257,11 @@ class LSPRecipe(Recipe):
             ))
         for s in samples[:n_solver]:
             s.weight = batch_size / n_solver
+        self.recent = [{"step": step + 1, "task": cfg.task, "role": CHALLENGER, "query": c.info["text"],
+                        "reason": c.info["reason"], "challenger_reward": round(c.reward, 4),
+                        "answers": [{"answer": a.info["text"], "R": round(a.info["R"], 4), "R_Q": round(a.info["R_Q"], 4),
+                                     "reason": a.info["reason"]} for a in samples[:n_solver] if a.group == c.group]}
+                       for c in samples[n_solver:][:cfg.eval_transcripts]]
         return Batch(samples, self.step_metrics(samples, texts, checks))
 
     def query_text(self, written: str) -> str:
@@ -325,13 +331,14 @@ class LSPRecipe(Recipe):
 
     # ---- evaluate: the Solver on held-out problems no Challenger wrote ---------------------------
     def evaluate(self, step: int) -> Evaluation:
-        metrics, transcripts = {}, []
+        metrics, transcripts = {}, list(self.recent)  # the last step's queries, answers and rewards
         if self.verifiable:
-            metrics, transcripts = held_out_accuracy(
+            metrics, rows = held_out_accuracy(
                 self.task, self.held_out, lambda p: self.prompt_ids(self.task.prompt(p)), self.policy.eval_generator,
                 self.context.eval_sampling, derive_seed(self.context.seed, step, "evaluation"), step,
                 self.cfg.eval_transcripts)
             metrics |= self.fresh_query_accuracy(step)
+            transcripts += rows
         if self.cfg.eval_instructions:
             more, rows = self.win_rate(step)
             metrics, transcripts = metrics | more, transcripts + rows
