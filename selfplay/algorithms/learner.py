@@ -232,8 +232,9 @@ class Learner:
         micro = [self.collate(chunk) for chunk in chunks]
         # the KL per role too (LSP's Challenger and Solver drift apart): per token, or per response
         role_sizes: dict[str, int] = {}
-        for s in samples:
-            role_sizes[s.role] = role_sizes.get(s.role, 0) + (len(s.response_ids) if self.kl_per == "token" else 1)
+        if self.kl_coef > 0:
+            for s in samples:
+                role_sizes[s.role] = role_sizes.get(s.role, 0) + (len(s.response_ids) if self.kl_per == "token" else 1)
         total_tokens = sum(b["mask"].sum().item() for b in micro)
         share = [b["mask"].sum().item() / total_tokens if self.loss_norm == "token_mean"
                  else b["mask"].shape[0] / len(samples) for b in micro]

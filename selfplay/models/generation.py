@@ -100,6 +100,20 @@ def default_stop_token_ids(model, tokenizer) -> tuple[int, ...]:
     return tuple(sorted(ids))
 
 
+def single_token_ids(tokenizer, texts: Sequence[str]) -> list[int] | None:
+    """The id of each text when every one is a single token of `tokenizer`; None when any is not."""
+    ids = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
+    return [i[0] for i in ids] if all(len(i) == 1 for i in ids) else None
+
+
+def alphabet_token_ids(model, tokenizer, alphabet: str) -> tuple[int, ...] | None:
+    """`SamplingParams.allowed_token_ids` for writing only `alphabet`'s characters: their ids and
+    the stop tokens (an answer sampled without them could not end itself, and would push the
+    stop token down everywhere through the shared weights). None when a character is not one token."""
+    ids = single_token_ids(tokenizer, alphabet)
+    return None if ids is None else tuple(sorted(set(ids) | set(default_stop_token_ids(model, tokenizer))))
+
+
 def sample_next(logits: torch.Tensor, params: SamplingParams, rng: torch.Generator | None) -> torch.Tensor:
     """Draw one token per row from softmax(logits / T), restricted to the top-p nucleus (and to
     `params.allowed_token_ids`, when set)."""

@@ -49,7 +49,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from selfplay.algorithms.advantages import learnability_reward, trr_plus_plus_advantages
-from selfplay.models.generation import default_stop_token_ids
+from selfplay.models.generation import alphabet_token_ids
 from selfplay.models.loading import style_prompt_ids
 from selfplay.recipes import Batch, Evaluation, Recipe, RecipeSection
 from selfplay.rollout.sample import Sample
@@ -158,13 +158,10 @@ class AZRRecipe(Recipe):
         """The token ids of the alphabet's characters, and the stop tokens."""
         if alphabet is None:
             return None
-        tokenizer = self.policy.tokenizer
-        ids = [tokenizer(c, add_special_tokens=False)["input_ids"] for c in alphabet]
-        if any(len(i) != 1 for i in ids):
+        ids = alphabet_token_ids(self.policy.model, self.policy.tokenizer, alphabet)
+        if ids is None:
             raise ValueError(f"style {self.style.name!r} needs a character-level tokenizer (model: tiny)")
-        # The stop tokens too: every answer must end itself (a role sampled without them would
-        # push the stop token down everywhere, through the shared weights).
-        return tuple(sorted({i[0] for i in ids} | set(default_stop_token_ids(self.policy.model, tokenizer))))
+        return ids
 
     def prompt_ids(self, text: str) -> list[int]:
         """The prompt's ids; in chat style they end with the opening `<think>`, as the paper's do."""

@@ -54,7 +54,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from selfplay.algorithms.advantages import learnability_reward, lsp_advantages, rzero_reward
-from selfplay.models.generation import default_stop_token_ids
+from selfplay.models.generation import alphabet_token_ids
 from selfplay.models.loading import style_prompt_ids
 from selfplay.recipes import Batch, Evaluation, Recipe, RecipeSection
 from selfplay.evals.instructions import instructions
@@ -172,12 +172,11 @@ class LSPRecipe(Recipe):
         """The token ids of `query_alphabet`, `}` and the stop tokens: each character one token."""
         from selfplay.config import ConfigError  # selfplay.config imports the recipes
 
-        tokenizer = self.policy.tokenizer
-        ids = [tokenizer(c, add_special_tokens=False)["input_ids"] for c in self.cfg.query_alphabet + "}"]
-        if any(len(i) != 1 for i in ids):
+        ids = alphabet_token_ids(self.policy.model, self.policy.tokenizer, self.cfg.query_alphabet + "}")
+        if ids is None:
             raise ConfigError(f"recipe.query_alphabet {self.cfg.query_alphabet!r}: every character and '}}' must "
                               "be one token of this model's tokenizer")
-        return tuple(sorted({i[0] for i in ids} | set(default_stop_token_ids(self.policy.model, tokenizer))))
+        return ids
 
     def _source(self, spec: str):
         """A reward source; a judge runs on the frozen reference model (no second copy of the policy)."""
@@ -334,7 +333,7 @@ class LSPRecipe(Recipe):
         metrics, transcripts = {}, list(self.recent)  # the last step's queries, answers and rewards
         if self.verifiable:
             metrics, rows = held_out_accuracy(
-                self.task, self.held_out, lambda p: self.prompt_ids(self.task.prompt(p)), self.policy.eval_generator,
+                self.task, self.held_out, self.task_prompt_ids, self.policy.eval_generator,
                 self.context.eval_sampling, derive_seed(self.context.seed, step, "evaluation"), step,
                 self.cfg.eval_transcripts)
             metrics |= self.fresh_query_accuracy(step)
@@ -363,9 +362,14 @@ class LSPRecipe(Recipe):
         return metrics
 
     def greedy_accuracy(self, problems: list, seed: int) -> float:
-        answers = self.policy.eval_generator.generate([self.prompt_ids(self.task.prompt(p)) for p in problems],
-                                                      self.context.eval_sampling, seed=seed)
-        return sum(self.task.grade(p, a.text).score == 1.0 for p, a in zip(problems, answers)) / len(problems)
+        """The Solver's accuracy on `problems`, answered and graded as the held-out set is."""
+        metrics, _ = held_out_accuracy(self.task, problems, self.task_prompt_ids, self.policy.eval_generator,
+                                       self.context.eval_sampling, seed, step=0, transcripts=0)
+        return metrics[f"eval/{self.task.name}/accuracy"]
+
+    def task_prompt_ids(self, problem) -> list[int]:
+        """A problem of the family as the Solver sees it in evaluations."""
+        return self.prompt_ids(self.task.prompt(problem))
 
     def win_rate(self, step: int) -> tuple[dict[str, float], list[dict]]:
         """AlpacaEval-style: the Solver's greedy answers to the shipped requests against the initial

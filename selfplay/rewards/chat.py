@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Protocol, Sequence
 from urllib.parse import urlparse
 
-from selfplay.models.generation import HFGenerator, SamplingParams
+from selfplay.models.generation import HFGenerator, SamplingParams, single_token_ids
 from selfplay.models.loading import render_prompt
 from selfplay.seeding import derive_seed
 
@@ -76,11 +76,11 @@ class ModelChat:
         self.tag = None
         if tag_choice is not None:
             self.tag, choices = tag_choice
-            ids = [tokenizer(c, add_special_tokens=False)["input_ids"] for c in choices]
-            if any(len(i) != 1 for i in ids):
+            ids = single_token_ids(tokenizer, choices)
+            if ids is None:
                 raise ValueError(f"tag_choice {tag_choice}: each choice must be one token of this tokenizer")
             self.prefill = tokenizer(f"<{self.tag}>", add_special_tokens=False)["input_ids"]
-            self.choices, self.choice_ids = tuple(choices), [i[0] for i in ids]
+            self.choices, self.choice_ids = tuple(choices), ids
         self.seed = seed
         self.use_chat_template = use_chat_template
         self.calls = 0  # generate calls made; the index of the next call's seed
@@ -107,7 +107,8 @@ class ModelChat:
             for i, logprobs in zip(todo, self.generator.next_token_logprobs(ids, self.choice_ids)):
                 top = max(logprobs)
                 weights = [math.exp(lp - top) for lp in logprobs]
-                weights = tuple(w / sum(weights) for w in weights)
+                total = sum(weights)
+                weights = tuple(w / total for w in weights)
                 best = self.choices[weights.index(max(weights))]
                 replies[i] = Reply(f"<{self.tag}>{best}</{self.tag}>", weights=weights)
         elif ids:
