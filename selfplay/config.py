@@ -56,6 +56,19 @@ class SamplingConfig(Section):
     generation_batch_size: int | None = Field(None, gt=0)
 
 
+class VLLMSettings(Section):
+    """The vLLM engine of `backend: vllm` (selfplay.models.vllm_generator)."""
+
+    # False: compile the model graph (CUDA graphs on a GPU): faster decoding, a slower start
+    # (80-105 s for SmolLM2 on this project's 2-core CPU, 7 s eager)
+    enforce_eager: bool = True
+    gpu_memory_utilization: float = Field(0.4, gt=0, le=1)  # its share of the GPU (on a CPU: of the RAM)
+    kv_cache_gb: float | None = Field(None, gt=0)  # the KV cache's size (None: what the share above leaves)
+    # free the engine's GPU memory during each update (vLLM's sleep mode; GPU only)
+    sleep_mode: bool = False
+    max_model_len: int | None = Field(None, gt=0)  # None: the model's own context length
+
+
 class OptimConfig(Section):
     lr: float = Field(1e-6, gt=0)
     # constant (the paper's) or linear decay to lr * lr_final_fraction at the last step
@@ -123,6 +136,11 @@ class TrainConfig(Section):
     steps: int = Field(400, gt=0)
     time_limit_minutes: float | None = None  # stop early (and save) after this much wall time
     backend: Literal["hf", "vllm"] = "hf"
+    vllm: VLLMSettings = VLLMSettings()
+    # stop the run when the mean |sampler - learner| log-prob per token (sampler_logprob_gap)
+    # exceeds this: the sampler is not sampling the policy being trained (stale or wrong
+    # weights, another tokenizer); None: never
+    max_sampler_logprob_gap: float | None = Field(0.5, gt=0)
     threads: int | None = None  # torch CPU threads (None: torch's default)
     model: ModelConfig = ModelConfig()
     sampling: SamplingConfig = SamplingConfig()
@@ -135,8 +153,15 @@ class TrainConfig(Section):
 
     @model_validator(mode="after")
     def _backend_available(self):
-        if self.backend != "hf":
-            raise ValueError(f"backend {self.backend!r} is not available yet; use backend=hf")
+        from selfplay.models.vllm_generator import INSTALL_HINT, vllm_available
+
+        if self.backend == "vllm" and not vllm_available():
+            raise ValueError(INSTALL_HINT)
+        if self.vllm.sleep_mode:
+            from selfplay.models.loading import resolve_device
+
+            if resolve_device(self.model.device).type != "cuda":
+                raise ValueError("vllm.sleep_mode frees GPU memory while the learner updates: it needs a GPU")
         return self
 
     @model_validator(mode="after")

@@ -65,12 +65,19 @@ def init_from_env(timeout_s: float = 600.0) -> World:
         if cuda:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group("nccl" if cuda else "gloo", timeout=timedelta(seconds=timeout_s))
+        global _joined
+        _joined = True
     return world()
 
 
+_joined = False  # whether init_from_env made the process group (an in-process vLLM makes its own)
+
+
 def close() -> None:
-    if dist.is_available() and dist.is_initialized():
+    global _joined
+    if _joined and dist.is_initialized():
         dist.destroy_process_group()
+    _joined = False
 
 
 def my_share(count: int) -> list[int]:

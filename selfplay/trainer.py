@@ -31,7 +31,7 @@ from tqdm import tqdm
 from selfplay import distributed
 from selfplay.algorithms.learner import Learner
 from selfplay.checkpoints import write_checkpoint
-from selfplay.config import TrainConfig, save_config
+from selfplay.config import ConfigError, TrainConfig, save_config
 from selfplay.metrics import MetricsLogger
 from selfplay.models import SamplingParams
 from selfplay.models.policy import Policy
@@ -41,11 +41,18 @@ from selfplay.seeding import seed_everything
 PROGRESS_WIDTH = 80  # the live progress line fits an 80-column terminal
 
 
+class SamplerMismatch(RuntimeError):
+    """The generator's log-probs are not the learner's: training on them would be off-policy garbage."""
+
+
 class Trainer:
     def __init__(self, cfg: TrainConfig, run_dir: str | Path, resume_from: Path | None = None):
         self.cfg, self.run_dir = cfg, Path(run_dir)
         # under torchrun: one of several learner processes; only process 0 writes the run folder
         self.world = distributed.init_from_env()
+        if self.world.active and cfg.backend == "vllm":
+            raise ConfigError("backend=vllm samples in one process (its engine makes its own process group); "
+                              "run it without torchrun, or use backend=hf with torchrun")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
@@ -54,7 +61,7 @@ class Trainer:
         if self.world.is_main:
             save_config(cfg, self.run_dir / "config.yaml")
 
-        self.policy = Policy(cfg.model, cfg.optim, cfg.sampling, cfg.seed, resume_from)
+        self.policy = Policy(cfg.model, cfg.optim, cfg.sampling, cfg.seed, resume_from, cfg.backend, cfg.vllm)
         self.learner = Learner(
             self.policy.model, cfg.optim, norm_constant=cfg.optim.norm_constant or cfg.sampling.max_new_tokens,
             ref_model=self.policy.reference if cfg.optim.kl_coef > 0 else None,
@@ -91,8 +98,10 @@ class Trainer:
         lr = self.learning_rate()
         for group in self.learner.optimizer.param_groups:
             group["lr"] = lr
+        self.policy.before_update()
         self.policy.model.train()
         stats = self.learner.update(trained) if trained else {}
+        self.check_sampler(stats.get("sampler_logprob_gap"))
         self.policy.sync()
         t_update = time.perf_counter() - t1
 
@@ -111,6 +120,16 @@ class Trainer:
         }
         metrics.update({f"loss/{k}": v for k, v in stats.items()})
         return metrics
+
+    def check_sampler(self, gap: float | None) -> None:
+        """Stop the run, unsaved, when the sampler's log-probs are not the learner's."""
+        bound = self.cfg.max_sampler_logprob_gap
+        if gap is not None and bound is not None and gap > bound:
+            raise SamplerMismatch(
+                f"step {self.step + 1}: the sampler's log-probs differ from the learner's by {gap:.3f} per token "
+                f"on average (max_sampler_logprob_gap={bound}): backend={self.cfg.backend} is not sampling the "
+                f"model being trained (stale weights, another tokenizer or dtype?); the run stops here, its last "
+                f"checkpoint is intact")
 
     def learning_rate(self) -> float:
         """The learning rate of the step about to be taken (a pure function of the step,

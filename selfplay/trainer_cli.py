@@ -45,7 +45,7 @@ def run(args) -> int:
         return 2
 
     from selfplay import distributed
-    from selfplay.trainer import Trainer
+    from selfplay.trainer import SamplerMismatch, Trainer
 
     world = distributed.init_from_env()  # under torchrun: process 0 names the run folder for all
     run_dir = Path(distributed.agree(str(run_dir))) if world.active else run_dir
@@ -59,6 +59,9 @@ def run(args) -> int:
               + (f"; {world.size} learner processes" if world.active else ""), file=sys.stderr)
     try:
         trainer.train()
+    except SamplerMismatch as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     finally:
         distributed.close()
     if world.is_main:

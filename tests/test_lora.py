@@ -3,6 +3,7 @@ checkpoints hold the adapter, `selfplay export` merges it, and resume is exact."
 
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from transformers import AutoModelForCausalLM
 from selfplay.algorithms import Learner
 from selfplay.config import LoraSettings, OptimConfig, load_config
 from selfplay.models import HFGenerator, SamplingParams, build_tiny_model, load_model, render_prompt
-from selfplay.models.lora import WithoutAdapter, add_adapter, is_adapter_folder
+from selfplay.models.lora import WithoutAdapter, add_adapter, is_adapter_folder, merged, merged_state_dict
 from selfplay.runs import latest_checkpoint
 from tests.test_learner import BATCH, make_samples
 from tests.test_recipes import assert_resume_after_sigkill_equals_an_uninterrupted_run
@@ -66,6 +67,25 @@ def test_the_generator_samples_with_the_adapter_and_the_reference_without():
     plain = HFGenerator(pristine, tokenizer).generate(prompt, greedy)[0].response_ids
     assert without == plain
     assert with_adapter != plain
+
+
+def test_merged_state_dict_is_the_merged_models_weights_and_leaves_the_model_as_it_was():
+    base, tokenizer = build_tiny_model(seed=3)
+    model = add_adapter(base, LoraSettings(r=4, alpha=8), seed=0, base_name="tiny")
+    with torch.no_grad():  # a fresh adapter adds nothing (B = 0): give it a delta to merge
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.1)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    weights = merged_state_dict(model)
+    assert model.state_dict().keys() == before.keys()
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    reference = merged(copy.deepcopy(model)).state_dict()
+    assert weights.keys() == reference.keys()
+    assert all(torch.allclose(weights[k], reference[k], atol=1e-6) for k in reference)
+    pristine, _ = build_tiny_model(seed=3)
+    assert not torch.allclose(weights["model.layers.0.self_attn.q_proj.weight"],
+                              pristine.state_dict()["model.layers.0.self_attn.q_proj.weight"])
 
 
 def test_config_rejects_lora_with_weight_averaging():

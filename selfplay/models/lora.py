@@ -4,6 +4,7 @@
     reference = WithoutAdapter(model)                   # the base model, without a second copy
     model = load_adapter(base, "runs/x/checkpoints/step-50", trainable=True)
     model = merged(model)                               # a plain model, adapter folded in
+    weights = merged_state_dict(model)                  # its weights, the model untouched
 
 A checkpoint of a LoRA run holds the adapter only (`adapter_config.json` and
 `adapter_model.safetensors`, what `PeftModel.from_pretrained` reads), with the base model
@@ -57,6 +58,26 @@ def load_adapter(model, folder: str | Path, *, trainable: bool):
 def merged(peft_model):
     """A plain transformers model with the adapter folded into its weights."""
     return peft_model.merge_and_unload()
+
+
+@torch.no_grad()
+def merged_state_dict(peft_model) -> dict[str, torch.Tensor]:
+    """The weights `merged(peft_model)` would have, under the base model's names, computed
+    without touching the model (merging in place and back would not restore the weights
+    bit for bit): what a separate sampler such as vLLM loads after each update."""
+    base = peft_model.get_base_model()
+    out = {}
+    for name, tensor in base.state_dict().items():
+        if ".lora_" in name:
+            continue
+        if ".base_layer." in name:
+            path, leaf = name.split(".base_layer.")
+            if leaf == "weight":
+                layer = base.get_submodule(path)
+                tensor = tensor + sum(layer.get_delta_weight(a) for a in layer.active_adapters)
+            name = f"{path}.{leaf}"
+        out[name] = tensor
+    return out
 
 
 class WithoutAdapter:

@@ -4,7 +4,8 @@ The trainer owns the weights (`Policy.model`, what the learner trains) and calls
 after every update. Recipes only sample:
 
     policy.generator         the current weights (a model-dtype copy when the master
-                             weights are fp32), for training rollouts
+                             weights are fp32; a vLLM engine with backend=vllm), for
+                             training rollouts
     policy.evaluator         the model users get from the run: the weight average when
     policy.eval_generator    `optim.average_decay` is on, else the current weights
     policy.reference         the frozen initial model (KL reference, SPIRAL's `frozen`
@@ -17,6 +18,8 @@ after every update. Recipes only sample:
 from __future__ import annotations
 
 import copy
+import shutil
+import tempfile
 from pathlib import Path
 
 import torch
@@ -24,14 +27,15 @@ import torch
 from selfplay.algorithms.averaging import WeightAverage
 from selfplay.models.generation import HFGenerator
 from selfplay.models.loading import load_model, resolve_device, resolve_dtype, save_checkpoint
-from selfplay.models.lora import WithoutAdapter, add_adapter, load_adapter, merged
+from selfplay.models.lora import WithoutAdapter, add_adapter, load_adapter, merged, merged_state_dict
 
 ONLINE = "online"  # with weight averaging: the checkpoint's subfolder of the online weights
 
 
 class Policy:
-    def __init__(self, model_cfg, optim_cfg, sampling_cfg, seed: int, resume_from: Path | None = None):
-        self.model_cfg, self.seed = model_cfg, seed
+    def __init__(self, model_cfg, optim_cfg, sampling_cfg, seed: int, resume_from: Path | None = None,
+                 backend: str = "hf", vllm_settings=None):
+        self.model_cfg, self.seed, self.backend = model_cfg, seed, backend
         self.generation_batch_size = sampling_cfg.generation_batch_size
         self.use_chat_template = model_cfg.use_chat_template
         # Mixed precision: the learner's (master) weights are fp32 unless optim.master_weights=model;
@@ -56,9 +60,10 @@ class Policy:
                              if averaged_ckpt else copy.deepcopy(self.model))
             self.average = WeightAverage(average_model, optim_cfg.average_decay)
         self._reference = None
-        # The generator samples with its own model-dtype copy when the master weights are fp32
-        # (refreshed by sync(), as a vLLM engine would be); else it shares self.model.
-        self.generator = self.generator_for(self.inference_copy(self.model) if self.mixed_precision else self.model)
+        if backend == "vllm":  # a vLLM engine, refreshed in place by sync()
+            self.generator = self._start_vllm(vllm_settings)
+        else:  # its own model-dtype copy when the master weights are fp32 (refreshed by sync()); else self.model
+            self.generator = self.generator_for(self.inference_copy(self.model) if self.mixed_precision else self.model)
         self.eval_generator = self.generator_for(self.evaluator) if self.average else self.generator
 
     @property
@@ -76,6 +81,27 @@ class Policy:
                                             device=self.model_cfg.device, seed=self.seed)
             self._reference.eval().requires_grad_(False)
         return self._reference
+
+    def _start_vllm(self, settings):
+        from selfplay.models.vllm_generator import VLLMGenerator
+
+        # The engine starts from a folder with the current weights (adapter merged in; vLLM casts
+        # them to the compute dtype). It reads the folder once, later weights come in place (sync),
+        # so the folder goes at once.
+        start = merged(copy.deepcopy(self.model)) if self.model_cfg.lora else self.model
+        folder = tempfile.mkdtemp(prefix="selfplay-vllm-")
+        try:
+            return VLLMGenerator.from_model(
+                start, self.tokenizer, folder, dtype=self.compute_dtype, seed=self.seed,
+                max_batch_size=self.generation_batch_size, enforce_eager=settings.enforce_eager,
+                gpu_memory_utilization=settings.gpu_memory_utilization, max_model_len=settings.max_model_len,
+                kv_cache_gb=settings.kv_cache_gb, sleep_mode=settings.sleep_mode)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def sampler_weights(self) -> dict:
+        """The weights a separate sampler loads after an update (with LoRA, the adapter merged in)."""
+        return merged_state_dict(self.model) if self.model_cfg.lora else self.model.state_dict()
 
     def generator_for(self, model) -> HFGenerator:
         return HFGenerator(model, self.tokenizer, max_batch_size=self.generation_batch_size)
@@ -99,11 +125,19 @@ class Policy:
         """The evaluator's weights and the tokenizer as a Hugging Face folder (atomic)."""
         return save_checkpoint(self.evaluator, self.tokenizer, folder)
 
+    def before_update(self) -> None:
+        """Before an update: a vLLM engine in sleep mode frees its GPU memory for the learner."""
+        if self.backend == "vllm":
+            self.generator.sleep()
+
     def sync(self) -> None:
         """After an update: the new weights into the generator (nothing to copy when it shares
         the learner's model), and into the average."""
         self.model.eval()
-        self.generator.load_weights(self.model.state_dict() if self.mixed_precision else None)
+        if self.backend == "vllm":
+            self.generator.load_weights(self.sampler_weights())
+        else:  # a model-dtype copy of the same (peft) model, or the model itself
+            self.generator.load_weights(self.model.state_dict() if self.mixed_precision else None)
         if self.average:
             self.average.update(self.model)
 
