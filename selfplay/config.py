@@ -69,6 +69,15 @@ class VLLMSettings(Section):
     max_model_len: int | None = Field(None, gt=0)  # None: the model's own context length
 
 
+class DistributedSettings(Section):
+    """Rollout workers on Ray (selfplay.rollout.ray_workers); learner processes come from torchrun."""
+
+    rollout_workers: int = Field(0, ge=0)  # Ray actors that generate (0: the trainer's process does)
+    address: str | None = None  # a Ray cluster's host:port (`ray start --head`); None: a local Ray instance
+    cpus_per_worker: float = Field(1.0, gt=0)
+    threads_per_worker: int | None = Field(1, gt=0)  # torch threads in each worker (None: torch's default)
+
+
 class OptimConfig(Section):
     lr: float = Field(1e-6, gt=0)
     # constant (the paper's) or linear decay to lr * lr_final_fraction at the last step
@@ -137,6 +146,7 @@ class TrainConfig(Section):
     time_limit_minutes: float | None = None  # stop early (and save) after this much wall time
     backend: Literal["hf", "vllm"] = "hf"
     vllm: VLLMSettings = VLLMSettings()
+    distributed: DistributedSettings = DistributedSettings()
     # stop the run when the mean |sampler - learner| log-prob per token (sampler_logprob_gap)
     # exceeds this: the sampler is not sampling the policy being trained (stale or wrong
     # weights, another tokenizer); None: never
@@ -157,6 +167,14 @@ class TrainConfig(Section):
 
         if self.backend == "vllm" and not vllm_available():
             raise ValueError(INSTALL_HINT)
+        if self.distributed.rollout_workers:
+            from selfplay.rollout.ray_workers import INSTALL_HINT as RAY_HINT, ray_available
+
+            if not ray_available():
+                raise ValueError(RAY_HINT)
+            if self.backend == "vllm":
+                raise ValueError("distributed.rollout_workers generate with backend=hf; "
+                                 "vLLM rollout workers are not built yet")
         if self.vllm.sleep_mode:
             from selfplay.models.loading import resolve_device
 

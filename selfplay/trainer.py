@@ -50,9 +50,9 @@ class Trainer:
         self.cfg, self.run_dir = cfg, Path(run_dir)
         # under torchrun: one of several learner processes; only process 0 writes the run folder
         self.world = distributed.init_from_env()
-        if self.world.active and cfg.backend == "vllm":
-            raise ConfigError("backend=vllm samples in one process (its engine makes its own process group); "
-                              "run it without torchrun, or use backend=hf with torchrun")
+        if self.world.active and (cfg.backend == "vllm" or cfg.distributed.rollout_workers):
+            raise ConfigError("backend=vllm and distributed.rollout_workers sample for one learner process: "
+                              "run them without torchrun, or torchrun with backend=hf and no rollout workers")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
@@ -61,7 +61,8 @@ class Trainer:
         if self.world.is_main:
             save_config(cfg, self.run_dir / "config.yaml")
 
-        self.policy = Policy(cfg.model, cfg.optim, cfg.sampling, cfg.seed, resume_from, cfg.backend, cfg.vllm)
+        self.policy = Policy(cfg.model, cfg.optim, cfg.sampling, cfg.seed, resume_from, cfg.backend, cfg.vllm,
+                             cfg.distributed)
         self.learner = Learner(
             self.policy.model, cfg.optim, norm_constant=cfg.optim.norm_constant or cfg.sampling.max_new_tokens,
             ref_model=self.policy.reference if cfg.optim.kl_coef > 0 else None,

@@ -54,6 +54,9 @@ def run(args) -> int:
     except ConfigError as err:  # what only the model can tell, e.g. an alphabet its tokenizer splits
         print(f"config error: {err}", file=sys.stderr)
         return 2
+    except ConnectionError as err:  # a Ray cluster address that does not answer
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     if world.is_main:
         print(f"run folder: {run_dir}  (resume with: selfplay train --resume {run_dir})"
               + (f"; {world.size} learner processes" if world.active else ""), file=sys.stderr)

@@ -4,8 +4,8 @@ The trainer owns the weights (`Policy.model`, what the learner trains) and calls
 after every update. Recipes only sample:
 
     policy.generator         the current weights (a model-dtype copy when the master
-                             weights are fp32; a vLLM engine with backend=vllm), for
-                             training rollouts
+                             weights are fp32; a vLLM engine with backend=vllm; Ray
+                             actors with distributed.rollout_workers), for training rollouts
     policy.evaluator         the model users get from the run: the weight average when
     policy.eval_generator    `optim.average_decay` is on, else the current weights
     policy.reference         the frozen initial model (KL reference, SPIRAL's `frozen`
@@ -34,8 +34,9 @@ ONLINE = "online"  # with weight averaging: the checkpoint's subfolder of the on
 
 class Policy:
     def __init__(self, model_cfg, optim_cfg, sampling_cfg, seed: int, resume_from: Path | None = None,
-                 backend: str = "hf", vllm_settings=None):
+                 backend: str = "hf", vllm_settings=None, distributed_settings=None):
         self.model_cfg, self.seed, self.backend = model_cfg, seed, backend
+        self.remote = bool(distributed_settings and distributed_settings.rollout_workers)
         self.generation_batch_size = sampling_cfg.generation_batch_size
         self.use_chat_template = model_cfg.use_chat_template
         # Mixed precision: the learner's (master) weights are fp32 unless optim.master_weights=model;
@@ -60,7 +61,9 @@ class Policy:
                              if averaged_ckpt else copy.deepcopy(self.model))
             self.average = WeightAverage(average_model, optim_cfg.average_decay)
         self._reference = None
-        if backend == "vllm":  # a vLLM engine, refreshed in place by sync()
+        if self.remote:  # Ray actors, each with its own copy, refreshed through the object store by sync()
+            self.generator = self._start_workers(distributed_settings)
+        elif backend == "vllm":  # a vLLM engine, refreshed in place by sync()
             self.generator = self._start_vllm(vllm_settings)
         else:  # its own model-dtype copy when the master weights are fp32 (refreshed by sync()); else self.model
             self.generator = self.generator_for(self.inference_copy(self.model) if self.mixed_precision else self.model)
@@ -99,6 +102,15 @@ class Policy:
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
+    def _start_workers(self, settings):
+        from selfplay.rollout.ray_workers import RayGenerator
+
+        generator = RayGenerator(self.model_cfg.name, self.seed, settings.rollout_workers,
+                                 threads=settings.threads_per_worker, max_batch_size=self.generation_batch_size,
+                                 address=settings.address, cpus_per_worker=settings.cpus_per_worker)
+        generator.load_weights(self.sampler_weights())  # a resumed run's weights, an adapter merged in
+        return generator
+
     def sampler_weights(self) -> dict:
         """The weights a separate sampler loads after an update (with LoRA, the adapter merged in)."""
         return merged_state_dict(self.model) if self.model_cfg.lora else self.model.state_dict()
@@ -134,7 +146,7 @@ class Policy:
         """After an update: the new weights into the generator (nothing to copy when it shares
         the learner's model), and into the average."""
         self.model.eval()
-        if self.backend == "vllm":
+        if self.backend == "vllm" or self.remote:
             self.generator.load_weights(self.sampler_weights())
         else:  # a model-dtype copy of the same (peft) model, or the model itself
             self.generator.load_weights(self.model.state_dict() if self.mixed_precision else None)
