@@ -58,26 +58,24 @@ def generation_rates(model_name: str, batch: int, new_tokens: int, repeats: int)
     stops = set(default_stop_token_ids(model, tokenizer))
     params = SamplingParams(temperature=1.0, max_new_tokens=new_tokens,
                             allowed_token_ids=tuple(i for i in range(len(tokenizer)) if i not in stops))
-    hf = HFGenerator(model, tokenizer)
-    hf.generate(prompts[:2], params, seed=0)  # warm-up
-    hf_s = []
-    for r in range(repeats):
-        start = time.perf_counter()
-        gens = hf.generate(prompts, params, seed=r)
-        hf_s.append(time.perf_counter() - start)
-        assert all(len(g.response_ids) == new_tokens for g in gens)
+
+    def median_seconds(generator) -> float:
+        generator.generate(prompts[:2], params, seed=0)  # warm-up
+        seconds = []
+        for r in range(repeats):
+            start = time.perf_counter()
+            gens = generator.generate(prompts, params, seed=r)
+            seconds.append(time.perf_counter() - start)
+            assert all(len(g.response_ids) == new_tokens for g in gens)
+        return statistics.median(seconds)
+
+    hf_s = median_seconds(HFGenerator(model, tokenizer))
     with tempfile.TemporaryDirectory() as folder:
         start = time.perf_counter()
         engine = VLLMGenerator.from_model(model, tokenizer, folder, dtype=model.dtype, max_batch_size=batch,
                                           kv_cache_gb=2)
         engine_start = time.perf_counter() - start
-    engine.generate(prompts[:2], params, seed=0)  # warm-up
-    vllm_s = []
-    for r in range(repeats):
-        start = time.perf_counter()
-        gens = engine.generate(prompts, params, seed=r)
-        vllm_s.append(time.perf_counter() - start)
-        assert all(len(g.response_ids) == new_tokens for g in gens)
+    vllm_s = median_seconds(engine)
     state = model.state_dict()
     sync_s = []
     for _ in range(5):
@@ -85,7 +83,7 @@ def generation_rates(model_name: str, batch: int, new_tokens: int, repeats: int)
         engine.load_weights(state)
         sync_s.append(time.perf_counter() - start)
     tokens = batch * new_tokens
-    return {"hf_tokens_per_s": tokens / statistics.median(hf_s), "vllm_tokens_per_s": tokens / statistics.median(vllm_s),
+    return {"hf_tokens_per_s": tokens / hf_s, "vllm_tokens_per_s": tokens / vllm_s,
             "engine_start_s": engine_start, "weight_sync_s": statistics.median(sync_s),
             "parameters": sum(p.numel() for p in model.parameters())}
 

@@ -87,6 +87,7 @@ def test_a_worker_killed_mid_call_loses_no_sample_and_counts_none_twice(workers)
     prompts = [tokenizer(f"game {i}:")["input_ids"] for i in range(48)]
     no_special = tuple(range(len(tokenizer.all_special_ids), len(tokenizer)))  # no stop: long calls
     params = SamplingParams(temperature=1.0, max_new_tokens=1000, allowed_token_ids=no_special)
+    generator.generate(prompts[:2], SamplingParams(max_new_tokens=1), seed=0)  # both workers hold the weights
     start = time.perf_counter()
     expected = generator.generate(prompts, params, seed=9)
     duration = time.perf_counter() - start
@@ -94,7 +95,7 @@ def test_a_worker_killed_mid_call_loses_no_sample_and_counts_none_twice(workers)
     result = {}
     call = threading.Thread(target=lambda: result.setdefault("gens", generator.generate(prompts, params, seed=9)))
     call.start()
-    time.sleep(duration / 3)
+    time.sleep(duration / 4)
     assert call.is_alive()  # the call is under way on both workers
     os.kill(victim, signal.SIGKILL)
     call.join(300)
