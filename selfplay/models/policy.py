@@ -18,7 +18,6 @@ after every update. Recipes only sample:
 from __future__ import annotations
 
 import copy
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -92,15 +91,12 @@ class Policy:
         # them to the compute dtype). It reads the folder once, later weights come in place (sync),
         # so the folder goes at once.
         start = merged(copy.deepcopy(self.model)) if self.model_cfg.lora else self.model
-        folder = tempfile.mkdtemp(prefix="selfplay-vllm-")
-        try:
+        with tempfile.TemporaryDirectory(prefix="selfplay-vllm-") as folder:
             return VLLMGenerator.from_model(
                 start, self.tokenizer, folder, dtype=self.compute_dtype, seed=self.seed,
                 max_batch_size=self.generation_batch_size, enforce_eager=settings.enforce_eager,
                 gpu_memory_utilization=settings.gpu_memory_utilization, max_model_len=settings.max_model_len,
                 kv_cache_gb=settings.kv_cache_gb, sleep_mode=settings.sleep_mode)
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
 
     def _start_workers(self, settings):
         from selfplay.rollout.ray_workers import RayGenerator

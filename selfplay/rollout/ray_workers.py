@@ -59,6 +59,13 @@ def connect(address: str | None, timeout_s: float = 5.0) -> None:
              runtime_env={"env_vars": {"SELFPLAY_NO_PROGRESS": "1"}})
 
 
+def worker_seed(seed: int | None, worker: int, workers: int) -> int | None:
+    """A call's seed on one of `workers`: the call's own with one worker (the in-process samples)."""
+    from selfplay.seeding import derive_seed
+
+    return seed if workers == 1 or seed is None else derive_seed(seed, worker, "generation")
+
+
 class Worker:
     """One rollout worker (a Ray actor): a model, its generator, and the weights' version it holds."""
 
@@ -124,15 +131,12 @@ class RayGenerator:
                  seed: int | None = None) -> list[Generation]:
         import ray
 
-        from selfplay.seeding import derive_seed
-
         if not prompts:
             return []
         n = min(len(self.workers), len(prompts))
         bounds = [len(prompts) * i // n for i in range(n + 1)]
         calls = [self.workers[i].generate.remote(
-                     self.weights, [list(p) for p in prompts[bounds[i]:bounds[i + 1]]], params,
-                     seed if n == 1 or seed is None else derive_seed(seed, i, "generation"))
+                     self.weights, [list(p) for p in prompts[bounds[i]:bounds[i + 1]]], params, worker_seed(seed, i, n))
                  for i in range(n)]
         return [g for share in ray.get(calls) for g in share]
 
@@ -170,18 +174,14 @@ class RayEngine:
     def step(self, requests, seed: int | None = None) -> list[tuple[object, Generation]]:
         import ray
 
-        from selfplay.seeding import derive_seed
-
         shares = [self.lost[i] for i in range(len(self.in_flight))]
         self.lost = [[] for _ in self.in_flight]
         for request in requests:
             i = min(range(len(shares)), key=lambda w: len(self.in_flight[w]) + len(shares[w]))
             shares[i].append(request)
         busy = [i for i in range(len(shares)) if self.in_flight[i] or shares[i]]
-        single = len(shares) == 1
         calls = [self.generator.workers[i].engine_step.remote(
-                     self.generator.weights, self.engine_id, self.params, shares[i],
-                     seed if single or seed is None else derive_seed(seed, i, "generation"))
+                     self.generator.weights, self.engine_id, self.params, shares[i], worker_seed(seed, i, len(shares)))
                  for i in busy]
         finished = []
         for i, (done, running) in zip(busy, ray.get(calls)):
