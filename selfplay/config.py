@@ -75,7 +75,11 @@ class DistributedSettings(Section):
     rollout_workers: int = Field(0, ge=0)  # Ray actors that generate (0: the trainer's process does)
     address: str | None = None  # a Ray cluster's host:port (`ray start --head`); None: a local Ray instance
     cpus_per_worker: float = Field(1.0, gt=0)
+    gpus_per_worker: float = Field(0.0, ge=0)  # a GPU (or share of one) for each worker's generator
     threads_per_worker: int | None = Field(1, gt=0)  # torch threads in each worker (None: torch's default)
+    # asynchronous mode: sample the next batches while the learner updates, with weights at most
+    # this many updates old (0: synchronous; needs rollout_workers; see selfplay.rollout.pipeline)
+    max_staleness: int = Field(0, ge=0)
 
 
 class OptimConfig(Section):
@@ -167,14 +171,14 @@ class TrainConfig(Section):
 
         if self.backend == "vllm" and not vllm_available():
             raise ValueError(INSTALL_HINT)
+        if self.distributed.max_staleness and not self.distributed.rollout_workers:
+            raise ValueError("distributed.max_staleness samples on Ray workers while the learner updates: "
+                             "set distributed.rollout_workers too")
         if self.distributed.rollout_workers:
             from selfplay.rollout.ray_workers import INSTALL_HINT as RAY_HINT, ray_available
 
             if not ray_available():
                 raise ValueError(RAY_HINT)
-            if self.backend == "vllm":
-                raise ValueError("distributed.rollout_workers generate with backend=hf; "
-                                 "vLLM rollout workers are not built yet")
         if self.vllm.sleep_mode:
             from selfplay.models.loading import resolve_device
 

@@ -13,6 +13,11 @@ Everything a run produces lives in its run folder:
                            + the recipe's own state (e.g. spiral.json)
 A checkpoint is written to a staging folder and renamed into place, so a crash never
 leaves a half-written one where `--resume` would find it.
+
+With `distributed.max_staleness: k` (asynchronous mode, Ray rollout workers) the recipe's
+collect and advantages run on a background thread (selfplay.rollout.pipeline), sampling the next
+batches with weights at most k updates old while this thread updates; the learner's PPO ratio is
+then taken against the samples' recorded behaviour log-probs.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from selfplay.metrics import MetricsLogger
 from selfplay.models import SamplingParams
 from selfplay.models.policy import Policy
 from selfplay.recipes import RecipeContext, recipe_class
+from selfplay.rollout.pipeline import CollectPipeline
 from selfplay.seeding import seed_everything
 
 PROGRESS_WIDTH = 80  # the live progress line fits an 80-column terminal
@@ -67,6 +73,8 @@ class Trainer:
             self.policy.model, cfg.optim, norm_constant=cfg.optim.norm_constant or cfg.sampling.max_new_tokens,
             ref_model=self.policy.reference if cfg.optim.kl_coef > 0 else None,
             autocast_dtype=self.policy.compute_dtype if self.policy.mixed_precision else None,
+            # samples a few updates old: the ratio against the policy that sampled them
+            use_sampler_logprobs=self.policy.staleness > 0,
         )
         # stop_token_ids=None: the tokenizer's EOS and the chat template's end-of-turn
         sampling = cfg.sampling
@@ -78,6 +86,7 @@ class Trainer:
         )
         self.recipe = recipe_class(cfg.recipe.name)(cfg.recipe, self.policy, context)
         self.step = 0
+        self.pipeline: CollectPipeline | None = None  # asynchronous mode, while train() runs
         if resume_from:
             self._load_state(resume_from)
         self.logger = MetricsLogger(self.run_dir, resume_step=self.step) if self.world.is_main else None
@@ -86,13 +95,18 @@ class Trainer:
     def train_step(self) -> dict:
         # collect: the recipe samples with the current weights and scores what it sampled
         t0 = time.perf_counter()
-        self.policy.model.eval()
-        batch = self.recipe.collect(self.step)
-        t_collect = time.perf_counter() - t0
+        if self.pipeline:  # sampled in the background with older weights, advantages set there too
+            batch, trained, t_sample = self.pipeline.get(self.step)
+            t_collect = time.perf_counter() - t0  # what the learner waited for it
+            batch.metrics.update({"staleness": self.step - self.pipeline.version(self.step),
+                                  "time/sample_s": t_sample})
+        else:
+            self.policy.model.eval()
+            batch = self.recipe.collect(self.step)
+            t_collect = t_sample = time.perf_counter() - t0
+            # advantages: the recipe's estimator; it says which samples to train on
+            trained = self.recipe.advantages(batch)
         samples = batch.samples
-
-        # advantages: the recipe's estimator; it says which samples to train on
-        trained = self.recipe.advantages(batch)
 
         # update, then push the new weights to the sampler (and the weight average)
         t1 = time.perf_counter()
@@ -115,8 +129,8 @@ class Trainer:
             "lr": lr,
             "time/collect_s": t_collect,
             "time/update_s": t_update,
-            "throughput/samples_per_s": len(samples) / max(t_collect, 1e-9),
-            "throughput/tokens_per_s": sum(tokens) / max(t_collect, 1e-9),
+            "throughput/samples_per_s": len(samples) / max(t_sample, 1e-9),
+            "throughput/tokens_per_s": sum(tokens) / max(t_sample, 1e-9),
             **batch.metrics,
         }
         metrics.update({f"loss/{k}": v for k, v in stats.items()})
@@ -141,6 +155,33 @@ class Trainer:
         progress = self.step / max(self.cfg.steps - 1, 1)
         return optim.lr * (1 - (1 - optim.lr_final_fraction) * progress)
 
+    # ---- asynchronous mode -------------------------------------------------------------
+    def _collect_and_score(self, step: int):
+        """The pipeline's job for one step: what train_step does before the update."""
+        start = time.perf_counter()
+        batch = self.recipe.collect(step)
+        trained = self.recipe.advantages(batch)
+        return batch, trained, time.perf_counter() - start
+
+    def sync_point(self, step: int) -> bool:
+        """Whether the trainer evaluates or saves after `step` updates, or the recipe's collection
+        of that step reads the trained weights: the pipeline is idle there."""
+        cfg = self.cfg
+        return (step % cfg.save_every == 0 or step == cfg.steps or self.recipe.reads_weights(step)
+                or bool(cfg.eval.every) and step % cfg.eval.every == 0)
+
+    def _start_pipeline(self) -> None:
+        generator, start = self.policy.generator, self.step
+        first = generator.latest  # the version holding the weights the run starts from
+        self.pipeline = CollectPipeline(self._collect_and_score, lambda updates: generator.use(first + updates - start),
+                                        self.policy.staleness, self.sync_point, start, self.cfg.steps)
+
+    def _quiet(self) -> None:
+        """Before an evaluation or a checkpoint: no collection running, the newest weights sampling."""
+        if self.pipeline:
+            self.pipeline.drain()
+            self.policy.generator.use(self.policy.generator.latest)
+
     # ---- evaluation -------------------------------------------------------------------
     def evaluate(self) -> dict:
         results = [self.recipe.evaluate(self.step)]
@@ -160,11 +201,14 @@ class Trainer:
         bar = tqdm(total=cfg.steps, initial=self.step, desc="train", ncols=PROGRESS_WIDTH,
                    disable=os.environ.get("SELFPLAY_NO_PROGRESS") == "1" or not self.world.is_main)
         last_eval: dict = {}  # shown until the next evaluation
+        if self.policy.staleness and self.step < cfg.steps:
+            self._start_pipeline()
         try:
             while self.step < cfg.steps:
                 metrics = self.train_step()
                 self.step += 1
                 if cfg.eval.every and (self.step % cfg.eval.every == 0 or self.step == cfg.steps):
+                    self._quiet()
                     metrics.update(self.evaluate())
                 metrics["time/elapsed_s"] = time.perf_counter() - start
                 if self.logger:
@@ -174,6 +218,7 @@ class Trainer:
                 if self.world.active:  # process 0's clock decides for all
                     out_of_time = distributed.agree(out_of_time)
                 if self.step % cfg.save_every == 0 or self.step == cfg.steps or out_of_time:
+                    self._quiet()  # (a time limit's stop drops the batches already sampled beyond it)
                     self.save()
                 last_eval.update({k: v for k, v in metrics.items() if k.startswith("eval/")})
                 bar.set_postfix_str(fit(progress_fields({**last_eval, **metrics}), PROGRESS_WIDTH - 50), refresh=False)
@@ -181,7 +226,11 @@ class Trainer:
                 if out_of_time:
                     tqdm.write(f"time limit of {cfg.time_limit_minutes} min reached at step {self.step}")
                     break
+                if self.pipeline:  # the new weights may now sample
+                    self.pipeline.release(self.step)
         finally:
+            if self.pipeline:
+                self.pipeline.close()
             bar.close()
             if self.logger:
                 self.logger.close()

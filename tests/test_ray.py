@@ -1,6 +1,8 @@
 """Rollout workers on real Ray (a local instance): one worker reproduces the in-process run,
 two workers' samples carry the right returns and roles, a worker SIGKILLed mid-call loses
-no sample and counts none twice, resume is exact, and a dead cluster address fails fast.
+no sample and counts none twice, resume is exact (in sync and in asynchronous mode, for every
+recipe), asynchronous mode samples each step with the weights its schedule says, and a dead
+cluster address fails fast.
 
     pytest -m ray          (needs `pip install 'selfplay[ray]'`; skipped with a message without it)
 """
@@ -25,7 +27,7 @@ from selfplay.models import SamplingParams, load_model  # noqa: E402
 from selfplay.rollout.ray_workers import RayGenerator  # noqa: E402
 from selfplay.trainer import Trainer  # noqa: E402
 from selfplay.trainer_cli import resolve_preset  # noqa: E402
-from tests.test_recipes import assert_resume_after_sigkill_equals_an_uninterrupted_run  # noqa: E402
+from tests.test_recipes import CONTRACT, assert_resume_after_sigkill_equals_an_uninterrupted_run  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(900)]
 
@@ -38,7 +40,8 @@ def workers():
     import ray
 
     model, tokenizer = load_model("tiny", seed=0)
-    generator = RayGenerator("tiny", seed=0, workers=2, threads=1)
+    # half a CPU each: the in-process tests after these find room for their own workers
+    generator = RayGenerator("tiny", seed=0, workers=2, threads=1, cpus_per_worker=0.5)
     generator.load_weights(model.state_dict())
     yield generator, tokenizer
     generator.close()
@@ -125,6 +128,64 @@ def test_rlvr_on_a_rollout_worker_resumes_exactly_after_sigkill(tmp_path):
     assert_resume_after_sigkill_equals_an_uninterrupted_run(
         tmp_path, "rlvr_tiny", ["recipe.prompts_per_step=8", "recipe.answers_per_prompt=4", "recipe.eval_size=16",
                                 "distributed.rollout_workers=1"])
+
+
+def test_async_mode_samples_each_step_with_the_weights_its_schedule_says(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "selfplay.cli", "train", "rlvr_tiny", "steps=8", "save_every=8",
+                          "eval.every=4", "threads=1", "recipe.eval_size=16", "distributed.rollout_workers=1",
+                          "distributed.max_staleness=2", f"output_dir={tmp_path}"], env=ENV, capture_output=True,
+                         text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = read_metrics(tmp_path)
+    # sync points: the start and the evaluation after step 4: w(j) = 0 0 0 1 4 4 4 5
+    assert [r["staleness"] for r in rows] == [0, 1, 2, 2, 0, 1, 2, 2]
+    for r in rows:  # the behaviour log-probs are those of the weights the schedule names
+        if r["staleness"] == 0:
+            assert r["loss/sampler_logprob_gap"] < 1e-5
+        else:  # older weights than the learner's (lr 3e-3 moves a tiny model fast)
+            assert r["loss/sampler_logprob_gap"] > 1e-2
+    assert "eval/arithmetic/accuracy" in rows[3] and "eval/arithmetic/accuracy" in rows[7]
+
+
+@pytest.mark.parametrize("recipe", sorted(CONTRACT))
+def test_every_recipe_resumes_exactly_after_sigkill_in_async_mode(tmp_path, recipe):
+    preset, overrides = CONTRACT[recipe]
+    if recipe == "spiral":  # a past-opponent snapshot at step 5: a sync point of the recipe's own
+        overrides = [*overrides, "recipe.past_opponents.fraction=0.5", "recipe.past_opponents.every=5"]
+    rows = assert_resume_after_sigkill_equals_an_uninterrupted_run(
+        tmp_path, preset, [*overrides, "distributed.rollout_workers=1", "distributed.max_staleness=2"])
+    # checkpoints every 3 steps and evaluations every 4 (and spiral's snapshot at 5) drain the pipeline
+    assert [r["staleness"] for r in rows] == ([0, 1, 2, 0, 0, 0, 0, 1] if recipe == "spiral" else
+                                              [0, 1, 2, 0, 0, 1, 0, 1])
+
+
+def test_with_lora_the_async_reference_is_a_frozen_copy_of_the_base_not_the_trained_model(tmp_path):
+    import torch
+
+    from selfplay.models.lora import WithoutAdapter
+
+    cfg = load_config(resolve_preset("rlvr_tiny"),
+                      ["steps=2", "threads=1", "eval.every=0", "model.lora={r: 4, alpha: 8}", "optim.kl_coef=0.1",
+                       "recipe.prompts_per_step=8", "distributed.rollout_workers=1", "distributed.max_staleness=1"])
+    trainer = Trainer(cfg, tmp_path)
+    trainer.train()
+    reference = trainer.policy.reference
+    assert not isinstance(reference, WithoutAdapter)
+    base, _ = load_model("tiny", seed=0)
+    ids = torch.tensor([[5, 6, 7, 8]])
+    with torch.no_grad():
+        assert torch.equal(reference(input_ids=ids).logits, base(input_ids=ids).logits)
+        assert not torch.equal(trainer.policy.model(input_ids=ids).logits, base(input_ids=ids).logits)  # trained
+    assert read_metrics(tmp_path)[-1]["loss/kl"] > 0
+
+
+def test_workers_the_cluster_has_no_room_for_fail_at_start_not_wait_forever(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "selfplay.cli", "train", "rlvr_tiny", "steps=1",
+                          "distributed.rollout_workers=2", "distributed.cpus_per_worker=1000",
+                          f"output_dir={tmp_path}"], env=ENV, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert ("config error: distributed.rollout_workers=2 x distributed.cpus_per_worker=1000 needs 2000 CPUs, "
+            "and the Ray cluster (local) has") in out.stderr.splitlines()[-1]
 
 
 def test_a_cluster_address_that_does_not_answer_fails_in_seconds_naming_it(tmp_path):

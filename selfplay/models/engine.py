@@ -53,6 +53,9 @@ class HFEngine:
     def running(self) -> int:
         return len(self.rows)
 
+    def running_keys(self) -> list:
+        return [row.key for row in self.rows]
+
     @torch.inference_mode()
     def step(self, requests, seed: int | None = None) -> list[tuple[object, Generation]]:
         """Add `requests` (key, prompt ids, max new tokens), generate one token for every row,

@@ -18,7 +18,6 @@ after every update. Recipes only sample:
 from __future__ import annotations
 
 import copy
-import tempfile
 from pathlib import Path
 
 import torch
@@ -36,6 +35,8 @@ class Policy:
                  backend: str = "hf", vllm_settings=None, distributed_settings=None):
         self.model_cfg, self.seed, self.backend = model_cfg, seed, backend
         self.remote = bool(distributed_settings and distributed_settings.rollout_workers)
+        # asynchronous mode: the workers sample with weights a few updates old while the learner updates
+        self.staleness = distributed_settings.max_staleness if self.remote else 0
         self.generation_batch_size = sampling_cfg.generation_batch_size
         self.use_chat_template = model_cfg.use_chat_template
         # Mixed precision: the learner's (master) weights are fp32 unless optim.master_weights=model;
@@ -60,8 +61,8 @@ class Policy:
                              if averaged_ckpt else copy.deepcopy(self.model))
             self.average = WeightAverage(average_model, optim_cfg.average_decay)
         self._reference = None
-        if self.remote:  # Ray actors, each with its own copy, refreshed through the object store by sync()
-            self.generator = self._start_workers(distributed_settings)
+        if self.remote:  # Ray actors, each with its own copy (hf or a vLLM engine), refreshed by sync()
+            self.generator = self._start_workers(distributed_settings, vllm_settings)
         elif backend == "vllm":  # a vLLM engine, refreshed in place by sync()
             self.generator = self._start_vllm(vllm_settings)
         else:  # its own model-dtype copy when the master weights are fp32 (refreshed by sync()); else self.model
@@ -76,7 +77,9 @@ class Policy:
     @property
     def reference(self):
         """The frozen initial model, in the compute dtype (loaded once, on first use)."""
-        if self._reference is None and self.model_cfg.lora:
+        # (with LoRA, the trained model with its adapter off; not in asynchronous mode, where a
+        # collection may use the reference while the learner updates the same model)
+        if self._reference is None and self.model_cfg.lora and not self.staleness:
             self._reference = WithoutAdapter(self.model)
         if self._reference is None:
             self._reference, _ = load_model(self.model_cfg.name, dtype=self.model_cfg.dtype,
@@ -87,23 +90,20 @@ class Policy:
     def _start_vllm(self, settings):
         from selfplay.models.vllm_generator import VLLMGenerator
 
-        # The engine starts from a folder with the current weights (adapter merged in; vLLM casts
-        # them to the compute dtype). It reads the folder once, later weights come in place (sync),
-        # so the folder goes at once.
+        # the current weights (adapter merged in; vLLM casts them to the compute dtype)
         start = merged(copy.deepcopy(self.model)) if self.model_cfg.lora else self.model
-        with tempfile.TemporaryDirectory(prefix="selfplay-vllm-") as folder:
-            return VLLMGenerator.from_model(
-                start, self.tokenizer, folder, dtype=self.compute_dtype, seed=self.seed,
-                max_batch_size=self.generation_batch_size, enforce_eager=settings.enforce_eager,
-                gpu_memory_utilization=settings.gpu_memory_utilization, max_model_len=settings.max_model_len,
-                kv_cache_gb=settings.kv_cache_gb, sleep_mode=settings.sleep_mode)
+        return VLLMGenerator.start(start, self.tokenizer, settings, dtype=self.compute_dtype, seed=self.seed,
+                                   max_batch_size=self.generation_batch_size)
 
-    def _start_workers(self, settings):
+    def _start_workers(self, settings, vllm_settings):
         from selfplay.rollout.ray_workers import RayGenerator
 
         generator = RayGenerator(self.model_cfg.name, self.seed, settings.rollout_workers,
                                  threads=settings.threads_per_worker, max_batch_size=self.generation_batch_size,
-                                 address=settings.address, cpus_per_worker=settings.cpus_per_worker)
+                                 address=settings.address, cpus_per_worker=settings.cpus_per_worker,
+                                 gpus_per_worker=settings.gpus_per_worker, keep_versions=self.staleness + 1,
+                                 vllm_settings=vllm_settings if self.backend == "vllm" else None,
+                                 dtype=self.compute_dtype)
         generator.load_weights(self.sampler_weights())  # a resumed run's weights, an adapter merged in
         return generator
 
@@ -135,14 +135,17 @@ class Policy:
 
     def before_update(self) -> None:
         """Before an update: a vLLM engine in sleep mode frees its GPU memory for the learner."""
-        if self.backend == "vllm":
+        if self.backend == "vllm" and not self.remote:
             self.generator.sleep()
 
     def sync(self) -> None:
         """After an update: the new weights into the generator (nothing to copy when it shares
-        the learner's model), and into the average."""
+        the learner's model), and into the average. In asynchronous mode the workers' weights
+        are only published: the collection pipeline says which version each batch samples with."""
         self.model.eval()
-        if self.backend == "vllm" or self.remote:
+        if self.staleness:  # published; the collection in progress goes on with its own version
+            self.generator.publish(self.sampler_weights())
+        elif self.backend == "vllm" or self.remote:
             self.generator.load_weights(self.sampler_weights())
         else:  # a model-dtype copy of the same (peft) model, or the model itself
             self.generator.load_weights(self.model.state_dict() if self.mixed_precision else None)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -112,6 +113,18 @@ class VLLMGenerator:
         settings.setdefault("stop_token_ids", default_stop_token_ids(model, tokenizer))
         return cls(folder, tokenizer, **settings)
 
+    @classmethod
+    def start(cls, model, tokenizer, settings, *, dtype: torch.dtype, seed: int,
+              max_batch_size: int | None) -> "VLLMGenerator":
+        """An engine on `model`'s weights with the config's `vllm:` settings. It reads them from a
+        temporary folder once (later weights come in place), so the folder goes at once."""
+        with tempfile.TemporaryDirectory(prefix="selfplay-vllm-") as folder:
+            return cls.from_model(model, tokenizer, folder, dtype=dtype, seed=seed, max_batch_size=max_batch_size,
+                                  enforce_eager=settings.enforce_eager,
+                                  gpu_memory_utilization=settings.gpu_memory_utilization,
+                                  max_model_len=settings.max_model_len, kv_cache_gb=settings.kv_cache_gb,
+                                  sleep_mode=settings.sleep_mode)
+
     # ---- weights ------------------------------------------------------------------------
     def load_weights(self, state_dict: Mapping[str, torch.Tensor] | None) -> None:
         """Copy the learner's weights (Hugging Face names) into the engine, in place."""
@@ -186,6 +199,9 @@ class VLLMEngine:
     @property
     def running(self) -> int:
         return len(self.pending)
+
+    def running_keys(self) -> list:
+        return [key for key, _ in self.pending.values()]
 
     def step(self, requests, seed: int | None = None) -> list[tuple[object, Generation]]:
         from vllm.inputs import TokensPrompt

@@ -3,6 +3,8 @@
 The trainer runs every recipe the same way, one step at a time:
 
     batch   = recipe.collect(step)            # sample with policy.generator; rewards set
+                                              # (in asynchronous mode, on a background thread:
+                                              # collect and advantages, in step order)
     trained = recipe.advantages(batch)        # Sample.advantage set; the samples to train on
     ... the trainer updates the weights and calls policy.sync() ...
     result  = recipe.evaluate(step)           # every eval.every steps
@@ -77,6 +79,12 @@ class Recipe(ABC):
     def evaluate(self, step: int) -> Evaluation:
         """Measure the policy (`policy.evaluator`, `policy.eval_generator`)."""
         return Evaluation({})
+
+    def reads_weights(self, step: int) -> bool:
+        """Whether `collect(step)` reads the trained weights in the trainer's process (not only
+        through `policy.generator`), e.g. to snapshot them: in asynchronous mode
+        (`distributed.max_staleness`) that step is then sampled while the learner waits."""
+        return False
 
     def evaluate_suites(self, step: int, suites: dict[str, int], max_new_tokens: int) -> Evaluation:
         """The policy on reasoning suites (`selfplay.evals.suites`: humaneval, math), each on

@@ -153,9 +153,13 @@ class SpiralRecipe(Recipe):
         self.baselines = RAEBaselines(alpha=cfg.rae_alpha)
 
     # ---- collect ---------------------------------------------------------------------
+    def reads_weights(self, step: int) -> bool:
+        past = self.cfg.past_opponents
+        return bool(past.fraction and step and step % past.every == 0)
+
     def collect(self, step: int) -> Batch:
         past = self.cfg.past_opponents
-        if past.fraction and step and step % past.every == 0:  # the policy after `step` updates joins the pool
+        if self.reads_weights(step):  # the policy after `step` updates joins the pool
             self._add_snapshot(step)
         # one snapshot per step plays the new past-opponent games (no draw without a pool,
         # so plain self-play's episode stream is unchanged)

@@ -2,14 +2,18 @@
 
     generator = RayGenerator(model_name, seed, workers=2, threads=1)
     generator.load_weights(policy.sampler_weights())   # after every update: one copy into the object store
+    generator.use(generator.publish(weights))          # the same in two moves (asynchronous mode:
+                                                       # publish after the update, use when sampling)
     generator.generate(prompts, params, seed)           # the prompts split over the workers
     generator.engine(params).step(requests, seed)       # token scheduling, requests spread over the workers
 
-Each worker is a Ray actor with its own copy of the model and an `HFGenerator`; the recipe's
+Each worker is a Ray actor with its own copy of the model and an `HFGenerator` (with
+`backend: vllm`, a vLLM engine of its own, started from the model's weights); the recipe's
 episode logic stays in the trainer's process and hands the workers prompts, so every recipe
 runs on workers unchanged. The learner puts its new weights into Ray's object store once per
 update; a worker fetches them before its next call (the weights' version travels with every
-call).
+call). Asynchronous mode (selfplay.rollout.pipeline) keeps the last `keep_versions` versions in
+the store, for batches sampled with weights a few updates old.
 
 One worker gives exactly the in-process samples (same generator, same seed). With N > 1 a
 `generate` call gives worker i the i-th contiguous share of the prompts and the seed
@@ -59,6 +63,22 @@ def connect(address: str | None, timeout_s: float = 5.0) -> None:
              runtime_env={"env_vars": {"SELFPLAY_NO_PROGRESS": "1"}})
 
 
+def check_resources(workers: int, cpus: float, gpus: float, address: str | None) -> None:
+    """Fail now, in one line, where Ray would otherwise wait forever for room to place the workers
+    (workers that only wait for others to finish are Ray's to schedule)."""
+    import ray
+
+    from selfplay.config import ConfigError  # selfplay.config imports the recipes, which import this package
+
+    total = ray.cluster_resources()
+    for kind, each, key in (("CPU", cpus, "cpus_per_worker"), ("GPU", gpus, "gpus_per_worker")):
+        need = workers * each
+        if need and total.get(kind, 0.0) + 1e-9 < need:
+            raise ConfigError(f"distributed.rollout_workers={workers} x distributed.{key}={each:g} needs {need:g} "
+                              f"{kind}s, and the Ray cluster ({address or 'local'}) has {total.get(kind, 0.0):g}: "
+                              f"use fewer workers, a smaller {key}, or a larger cluster")
+
+
 def worker_seed(seed: int | None, worker: int, workers: int) -> int | None:
     """A call's seed on one of `workers`: the call's own with one worker (the in-process samples)."""
     from selfplay.seeding import derive_seed
@@ -69,13 +89,20 @@ def worker_seed(seed: int | None, worker: int, workers: int) -> int | None:
 class Worker:
     """One rollout worker (a Ray actor): a model, its generator, and the weights' version it holds."""
 
-    def __init__(self, model_name: str, seed: int, threads: int | None, max_batch_size: int | None):
+    def __init__(self, model_name: str, seed: int, threads: int | None, max_batch_size: int | None,
+                 vllm_settings=None, dtype: torch.dtype | None = None):
         from selfplay.models import HFGenerator, load_model
 
         if threads:
             torch.set_num_threads(threads)
-        model, tokenizer = load_model(model_name, seed=seed)
-        self.generator = HFGenerator(model, tokenizer, max_batch_size=max_batch_size)
+        model, tokenizer = load_model(model_name, dtype=dtype or "auto", seed=seed)
+        if vllm_settings is None:
+            self.generator = HFGenerator(model, tokenizer, max_batch_size=max_batch_size)
+        else:  # the engine holds the weights from here on; the learner's arrive with the first call
+            from selfplay.models.vllm_generator import VLLMGenerator
+
+            self.generator = VLLMGenerator.start(model, tokenizer, vllm_settings, dtype=model.dtype, seed=seed,
+                                                 max_batch_size=max_batch_size)
         self.version = -1  # no weights of the learner's yet
         self.engines: dict[int, object] = {}
 
@@ -101,31 +128,50 @@ class Worker:
             self.engines = {engine_id: self.generator.engine(params)}  # one engine in flight at a time
         engine = self.engines[engine_id]
         done = engine.step(requests, seed=seed)
-        return done, [row.key for row in engine.rows]
+        return done, engine.running_keys()
 
 
 class RayGenerator:
     def __init__(self, model_name: str, seed: int, workers: int, *, threads: int | None = None,
-                 max_batch_size: int | None = None, address: str | None = None, cpus_per_worker: float = 1.0):
+                 max_batch_size: int | None = None, address: str | None = None, cpus_per_worker: float = 1.0,
+                 gpus_per_worker: float = 0.0, keep_versions: int = 1, vllm_settings=None,
+                 dtype: torch.dtype | None = None):
         if not ray_available():
             raise ImportError(INSTALL_HINT)
         import ray
 
         connect(address)
-        actor = ray.remote(num_cpus=cpus_per_worker, max_restarts=-1, max_task_retries=-1)(Worker)
-        self.workers = [actor.remote(model_name, seed, threads, max_batch_size) for _ in range(workers)]
-        self.max_batch_size = max_batch_size
-        self.weights: list = [(-1, None)]
+        check_resources(workers, cpus_per_worker, gpus_per_worker, address)
+        actor = ray.remote(num_cpus=cpus_per_worker, num_gpus=gpus_per_worker, max_restarts=-1,
+                           max_task_retries=-1)(Worker)
+        self.workers = [actor.remote(model_name, seed, threads, max_batch_size, vllm_settings, dtype)
+                        for _ in range(workers)]
+        self.max_batch_size, self.keep_versions = max_batch_size, keep_versions
+        self.versions: dict[int, object] = {}  # version -> its weights in the object store
+        self.latest = -1
+        self.weights: list = [(-1, None)]  # what every call carries: the version it samples with
         self._engines = 0
 
     def load_weights(self, state_dict: Mapping[str, torch.Tensor] | None) -> None:
         """Put the new weights in the object store once; each worker fetches them on its next call."""
+        if state_dict is not None:
+            self.use(self.publish(state_dict))
+
+    def publish(self, state_dict: Mapping[str, torch.Tensor]) -> int:
+        """Put new weights in the object store as the next version (the calls go on with theirs)."""
         import ray
 
-        if state_dict is None:
-            return
-        version = self.weights[0][0] + 1
-        self.weights = [(version, ray.put({k: v.detach().cpu() for k, v in state_dict.items()}))]
+        self.latest += 1
+        self.versions[self.latest] = ray.put({k: v.detach().cpu() for k, v in state_dict.items()})
+        for version in [v for v in self.versions if v <= self.latest - self.keep_versions]:
+            del self.versions[version]  # a call in flight keeps its own reference
+        return self.latest
+
+    def use(self, version: int) -> None:
+        """Sample with a published version from the next call on."""
+        if version not in self.versions:
+            raise KeyError(f"weights version {version} is not kept (kept: {sorted(self.versions)})")
+        self.weights = [(version, self.versions[version])]
 
     def generate(self, prompts: Sequence[Sequence[int]], params: SamplingParams,
                  seed: int | None = None) -> list[Generation]:
