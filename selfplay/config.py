@@ -81,6 +81,10 @@ class DistributedSettings(Section):
     cpus_per_worker: float = Field(1.0, gt=0)
     gpus_per_worker: float = Field(0.0, ge=0)  # a GPU (or share of one) for each worker's generator
     threads_per_worker: int | None = Field(1, gt=0)  # torch threads in each worker (None: torch's default)
+    # learner processes launched as Ray actors (selfplay.ray_learners; under torchrun, torchrun's count)
+    learners: int = Field(1, ge=1)
+    cpus_per_learner: float = Field(1.0, gt=0)
+    gpus_per_learner: float = Field(0.0, ge=0)
     # asynchronous mode: sample the next batches while the learner updates, with weights at most
     # this many updates old (0: synchronous; needs rollout_workers; see selfplay.rollout.pipeline)
     max_staleness: int = Field(0, ge=0)
@@ -175,6 +179,14 @@ class TrainConfig(Section):
 
         if self.backend == "vllm" and not vllm_available():
             raise ValueError(INSTALL_HINT)
+        if self.distributed.learners > 1 and (self.backend == "vllm" or self.distributed.rollout_workers):
+            raise ValueError("distributed.learners sample on every learner process (as under torchrun): "
+                             "set backend=hf and no rollout workers")
+        if self.distributed.learners > 1:
+            from selfplay.rollout.ray_workers import INSTALL_HINT as RAY_HINT, ray_available
+
+            if not ray_available():
+                raise ValueError(RAY_HINT.replace("distributed.rollout_workers", "distributed.learners"))
         if self.distributed.max_staleness and not self.distributed.rollout_workers:
             raise ValueError("distributed.max_staleness samples on Ray workers while the learner updates: "
                              "set distributed.rollout_workers too")

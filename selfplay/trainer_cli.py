@@ -44,9 +44,23 @@ def run(args) -> int:
         print(f"config error: {err}", file=sys.stderr)
         return 2
 
+    import os
+
     from selfplay import distributed
     from selfplay.trainer import SamplerMismatch, Trainer
 
+    if cfg.distributed.learners > 1 and "WORLD_SIZE" not in os.environ:  # launch them on Ray, then wait
+        from selfplay.ray_learners import launch
+
+        items = overrides if args.resume else [*args.items, f"output_dir={run_dir}"]
+        try:
+            return launch(cfg, items, str(run_dir) if args.resume else None, run_dir)
+        except ConfigError as err:  # more processes than the cluster has room for
+            print(f"config error: {err}", file=sys.stderr)
+            return 2
+        except ConnectionError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
     world = distributed.init_from_env()  # under torchrun: process 0 names the run folder for all
     run_dir = Path(distributed.agree(str(run_dir))) if world.active else run_dir
     try:

@@ -85,6 +85,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def assert_one_process_metrics(one: Path, several: Path) -> list[dict]:
+    """The run of several processes logged one row per step (only process 0 logs), each with the
+    one-process run's metrics but timings, to float tolerance; returns its rows."""
+    a, b = metrics(one), metrics(several)
+    assert [r["step"] for r in b] == [r["step"] for r in a]
+    for x, y in zip(a, b):
+        assert x.keys() == y.keys()
+        for key in x:
+            if not key.startswith(("time/", "throughput/")):
+                assert y[key] == pytest.approx(x[key], rel=1e-5, abs=1e-7), (x["step"], key)
+    return b
+
+
 def metrics(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
@@ -102,11 +115,5 @@ def test_torchrun_trains_one_run_with_the_metrics_of_one_process_and_resumes(tmp
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     one = run_cli([*common, "steps=4", f"output_dir={tmp_path / 'one'}"])
     assert one.returncode == 0, one.stderr[-2000:]
-    a, b = metrics(tmp_path / "one"), metrics(tmp_path / "two")
-    assert [r["step"] for r in b] == [1, 2, 3, 4]  # one row per step: only process 0 logs
-    for x, y in zip(a, b):
-        assert x.keys() == y.keys()
-        for key in x:
-            if not key.startswith(("time/", "throughput/")):
-                assert y[key] == pytest.approx(x[key], rel=1e-5, abs=1e-7), (x["step"], key)
+    b = assert_one_process_metrics(tmp_path / "one", tmp_path / "two")
     assert all("eval/arithmetic/accuracy" in row for row in b)

@@ -188,6 +188,40 @@ def test_workers_the_cluster_has_no_room_for_fail_at_start_not_wait_forever(tmp_
             "and the Ray cluster (local) has") in out.stderr.splitlines()[-1]
 
 
+def test_learner_processes_on_ray_train_one_run_with_the_metrics_of_one_process_and_resume(tmp_path):
+    """`distributed.learners=2`: two Ray actors form the process group torchrun would; one run
+    folder, per step the one-process metrics; stopped after step 3 and resumed, it goes on."""
+    from tests.test_distributed import assert_one_process_metrics, run_cli
+
+    common = ["rlvr_tiny", "eval.every=1", "threads=1", "optim.micro_batch_size=128", "save_every=3"]
+    two = run_cli([*common, "steps=3", "distributed.learners=2", f"output_dir={tmp_path / 'two'}"])
+    assert two.returncode == 0, two.stderr[-2000:]
+    assert "2 learner processes" in two.stderr and two.stderr.count("done:") == 1
+    resumed = run_cli(["--resume", str(tmp_path / "two"), "steps=4"])
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    one = run_cli([*common, "steps=4", f"output_dir={tmp_path / 'one'}"])
+    assert one.returncode == 0, one.stderr[-2000:]
+    assert [r["step"] for r in assert_one_process_metrics(tmp_path / "one", tmp_path / "two")] == [1, 2, 3, 4]
+
+
+def test_a_learner_process_that_fails_stops_the_run_with_its_error_in_one_line(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "selfplay.cli", "train", "rlvr_tiny", "steps=2",
+                          f"model.name={tmp_path / 'no-model'}", "distributed.learners=2", f"output_dir={tmp_path / 'run'}"],
+                         env=ENV, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 1 and "Traceback" not in out.stderr and "Unhandled error" not in out.stderr
+    assert out.stderr.splitlines()[-1].startswith("error: learner process ")
+    assert out.stderr.splitlines()[-1].endswith(f"failed: model folder '{tmp_path / 'no-model'}' does not exist")
+
+
+def test_more_learner_processes_than_the_cluster_has_room_for_is_one_line(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "selfplay.cli", "train", "rlvr_tiny", "steps=1",
+                          "distributed.learners=2", "distributed.cpus_per_learner=1000", f"output_dir={tmp_path}"],
+                         env=ENV, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert ("config error: distributed.learners=2 x distributed.cpus_per_learner=1000 needs 2000 CPUs"
+            in out.stderr.splitlines()[-1])
+
+
 def test_a_cluster_address_that_does_not_answer_fails_in_seconds_naming_it(tmp_path):
     start = time.time()
     out = subprocess.run([sys.executable, "-m", "selfplay.cli", "train", "rlvr_tiny", "steps=1",

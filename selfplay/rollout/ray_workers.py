@@ -63,7 +63,9 @@ def connect(address: str | None, timeout_s: float = 5.0) -> None:
              runtime_env={"env_vars": {"SELFPLAY_NO_PROGRESS": "1"}})
 
 
-def check_resources(workers: int, cpus: float, gpus: float, address: str | None) -> None:
+def check_resources(workers: int, cpus: float, gpus: float, address: str | None, *,
+                    what: str = "distributed.rollout_workers",
+                    keys: tuple[str, str] = ("cpus_per_worker", "gpus_per_worker")) -> None:
     """Fail now, in one line, where Ray would otherwise wait forever for room to place the workers
     (workers that only wait for others to finish are Ray's to schedule)."""
     import ray
@@ -71,10 +73,10 @@ def check_resources(workers: int, cpus: float, gpus: float, address: str | None)
     from selfplay.config import ConfigError  # selfplay.config imports the recipes, which import this package
 
     total = ray.cluster_resources()
-    for kind, each, key in (("CPU", cpus, "cpus_per_worker"), ("GPU", gpus, "gpus_per_worker")):
+    for kind, each, key in (("CPU", cpus, keys[0]), ("GPU", gpus, keys[1])):
         need = workers * each
         if need and total.get(kind, 0.0) + 1e-9 < need:
-            raise ConfigError(f"distributed.rollout_workers={workers} x distributed.{key}={each:g} needs {need:g} "
+            raise ConfigError(f"{what}={workers} x distributed.{key}={each:g} needs {need:g} "
                               f"{kind}s, and the Ray cluster ({address or 'local'}) has {total.get(kind, 0.0):g}: "
                               f"use fewer workers, a smaller {key}, or a larger cluster")
 
