@@ -74,7 +74,8 @@ class VLLMSettings(Section):
 
 
 class DistributedSettings(Section):
-    """Rollout workers on Ray (selfplay.rollout.ray_workers); learner processes come from torchrun."""
+    """Rollout workers on Ray (selfplay.rollout.ray_workers); learner processes from torchrun, or
+    launched on Ray (selfplay.ray_learners)."""
 
     rollout_workers: int = Field(0, ge=0)  # Ray actors that generate (0: the trainer's process does)
     address: str | None = None  # a Ray cluster's host:port (`ray start --head`); None: a local Ray instance
@@ -182,19 +183,15 @@ class TrainConfig(Section):
         if self.distributed.learners > 1 and (self.backend == "vllm" or self.distributed.rollout_workers):
             raise ValueError("distributed.learners sample on every learner process (as under torchrun): "
                              "set backend=hf and no rollout workers")
-        if self.distributed.learners > 1:
-            from selfplay.rollout.ray_workers import INSTALL_HINT as RAY_HINT, ray_available
-
-            if not ray_available():
-                raise ValueError(RAY_HINT.replace("distributed.rollout_workers", "distributed.learners"))
         if self.distributed.max_staleness and not self.distributed.rollout_workers:
             raise ValueError("distributed.max_staleness samples on Ray workers while the learner updates: "
                              "set distributed.rollout_workers too")
-        if self.distributed.rollout_workers:
-            from selfplay.rollout.ray_workers import INSTALL_HINT as RAY_HINT, ray_available
+        if self.distributed.rollout_workers or self.distributed.learners > 1:
+            from selfplay.rollout.ray_workers import ray_available, ray_install_hint
 
             if not ray_available():
-                raise ValueError(RAY_HINT)
+                raise ValueError(ray_install_hint("distributed.rollout_workers" if self.distributed.rollout_workers
+                                                  else "distributed.learners"))
         if (self.backend == "vllm" and self.model.lora and self.vllm.lora_updates == "adapter"
                 and self.model.lora.r > 512):
             raise ValueError(f"vLLM serves LoRA adapters of rank 512 at most (model.lora.r={self.model.lora.r}): "

@@ -102,10 +102,8 @@ class Trainer:
                                   "time/sample_s": t_sample})
         else:
             self.policy.model.eval()
-            batch = self.recipe.collect(self.step)
-            t_collect = t_sample = time.perf_counter() - t0
-            # advantages: the recipe's estimator; it says which samples to train on
-            trained = self.recipe.advantages(batch)
+            batch, trained, t_sample = self._collect_and_score(self.step)
+            t_collect = t_sample
         samples = batch.samples
 
         # update, then push the new weights to the sampler (and the weight average)
@@ -157,18 +155,25 @@ class Trainer:
 
     # ---- asynchronous mode -------------------------------------------------------------
     def _collect_and_score(self, step: int):
-        """The pipeline's job for one step: what train_step does before the update."""
+        """What comes before the update (in asynchronous mode, the pipeline's job): the recipe
+        samples and scores (timed), then its estimator sets the advantages and says which
+        samples to train on."""
         start = time.perf_counter()
         batch = self.recipe.collect(step)
-        trained = self.recipe.advantages(batch)
-        return batch, trained, time.perf_counter() - start
+        t_sample = time.perf_counter() - start
+        return batch, self.recipe.advantages(batch), t_sample
+
+    def evaluates_after(self, step: int) -> bool:
+        return bool(self.cfg.eval.every) and (step % self.cfg.eval.every == 0 or step == self.cfg.steps)
+
+    def saves_after(self, step: int) -> bool:
+        """(A time-limit stop saves too, unforeseen.)"""
+        return step % self.cfg.save_every == 0 or step == self.cfg.steps
 
     def sync_point(self, step: int) -> bool:
         """Whether the trainer evaluates or saves after `step` updates, or the recipe's collection
         of that step reads the trained weights: the pipeline is idle there."""
-        cfg = self.cfg
-        return (step % cfg.save_every == 0 or step == cfg.steps or self.recipe.reads_weights(step)
-                or bool(cfg.eval.every) and step % cfg.eval.every == 0)
+        return self.evaluates_after(step) or self.saves_after(step) or self.recipe.reads_weights(step)
 
     def _start_pipeline(self) -> None:
         generator, start = self.policy.generator, self.step
@@ -207,7 +212,7 @@ class Trainer:
             while self.step < cfg.steps:
                 metrics = self.train_step()
                 self.step += 1
-                if cfg.eval.every and (self.step % cfg.eval.every == 0 or self.step == cfg.steps):
+                if self.evaluates_after(self.step):
                     self._quiet()
                     metrics.update(self.evaluate())
                 metrics["time/elapsed_s"] = time.perf_counter() - start
@@ -217,7 +222,7 @@ class Trainer:
                                and metrics["time/elapsed_s"] > cfg.time_limit_minutes * 60)
                 if self.world.active:  # process 0's clock decides for all
                     out_of_time = distributed.agree(out_of_time)
-                if self.step % cfg.save_every == 0 or self.step == cfg.steps or out_of_time:
+                if self.saves_after(self.step) or out_of_time:
                     self._quiet()  # (a time limit's stop drops the batches already sampled beyond it)
                     self.save()
                 last_eval.update({k: v for k, v in metrics.items() if k.startswith("eval/")})

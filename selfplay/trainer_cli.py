@@ -49,23 +49,16 @@ def run(args) -> int:
     from selfplay import distributed
     from selfplay.trainer import SamplerMismatch, Trainer
 
-    if cfg.distributed.learners > 1 and "WORLD_SIZE" not in os.environ:  # launch them on Ray, then wait
-        from selfplay.ray_learners import launch
-
-        items = overrides if args.resume else [*args.items, f"output_dir={run_dir}"]
-        try:
-            return launch(cfg, items, str(run_dir) if args.resume else None, run_dir)
-        except ConfigError as err:  # more processes than the cluster has room for
-            print(f"config error: {err}", file=sys.stderr)
-            return 2
-        except ConnectionError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-    world = distributed.init_from_env()  # under torchrun: process 0 names the run folder for all
-    run_dir = Path(distributed.agree(str(run_dir))) if world.active else run_dir
     try:
+        if cfg.distributed.learners > 1 and "WORLD_SIZE" not in os.environ:  # launch them on Ray, then wait
+            from selfplay.ray_learners import launch
+
+            items = overrides if args.resume else [*args.items, f"output_dir={run_dir}"]
+            return launch(cfg, items, str(run_dir) if args.resume else None, run_dir)
+        world = distributed.init_from_env()  # under torchrun: process 0 names the run folder for all
+        run_dir = Path(distributed.agree(str(run_dir))) if world.active else run_dir
         trainer = Trainer(cfg, run_dir, resume_from=ckpt)
-    except ConfigError as err:  # what only the model can tell, e.g. an alphabet its tokenizer splits
+    except ConfigError as err:  # what only the model or the Ray cluster can tell (a split alphabet, no room)
         print(f"config error: {err}", file=sys.stderr)
         return 2
     except ConnectionError as err:  # a Ray cluster address that does not answer

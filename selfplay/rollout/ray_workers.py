@@ -37,7 +37,8 @@ import torch
 
 from selfplay.models.generation import Generation, SamplingParams
 
-INSTALL_HINT = "distributed.rollout_workers needs Ray: pip install 'selfplay[ray]'"
+def ray_install_hint(what: str = "distributed.rollout_workers") -> str:
+    return f"{what} needs Ray: pip install 'selfplay[ray]'"
 
 
 def ray_available() -> bool:
@@ -139,7 +140,7 @@ class RayGenerator:
                  gpus_per_worker: float = 0.0, keep_versions: int = 1, vllm_settings=None,
                  dtype: torch.dtype | None = None):
         if not ray_available():
-            raise ImportError(INSTALL_HINT)
+            raise ImportError(ray_install_hint())
         import ray
 
         connect(address)
