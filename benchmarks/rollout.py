@@ -18,7 +18,9 @@ throughput vs the model's plain batched `generate`, all in one run on one model.
    its size (the bound; a cost that grows with the round only lowers it).
 3. Generated tokens per second during collection with the preset's scheduling vs
    `model.generate` on a full batch of the same size, prompt length and number of new
-   tokens (one-game presets: a mixture's games have different generation limits).
+   tokens (one-game presets: a mixture's games have different generation limits). And the
+   preset's scheduling with every prompt run whole (`sampling.reuse_prefix=false`) against
+   the default, which runs the prompt prefix the games share once per batch.
 4. Answers of ragged lengths (sampling, a quarter of the vocabulary stops a row, up to
    64 new tokens): the generator dropping stopped rows from the batch vs stepping them
    to the end as `model.generate` does; and the same ragged answers as the games' moves,
@@ -46,8 +48,9 @@ from selfplay.trainer_cli import resolve_preset
 
 
 def collect_rate(trainer: Trainer, recipe_cfg, lockstep: bool, batch: int, samples: int, seed: int,
-                 sampling=None, scheduling: str = "round"):
+                 sampling=None, scheduling: str = "round", reuse_prefix: bool = True):
     """Collect with a fresh SPIRAL recipe on the trained policy (its own seed, `batch` games in flight)."""
+    trainer.policy.generator.reuse_prefix = reuse_prefix
     context = replace(trainer.recipe.context, seed=seed, sampling=sampling or trainer.recipe.context.sampling)
     recipe = SpiralRecipe(recipe_cfg.model_copy(update={"parallel_games": batch, "scheduling": scheduling}),
                           trainer.policy, context)
@@ -61,6 +64,7 @@ def collect_rate(trainer: Trainer, recipe_cfg, lockstep: bool, batch: int, sampl
     got, _ = sched.collect(samples)
     seconds = time.perf_counter() - start
     hook.remove()
+    trainer.policy.generator.reuse_prefix = True
     calls, rounds = batcher.calls - calls0, sched.rounds - rounds0
     return {"samples_per_s": len(got) / seconds, "tokens_per_s": (batcher.generated_tokens - tokens0) / seconds,
             "mean_batch": len(got) / max(calls, 1), "per_round": len(got) / max(rounds, 1),
@@ -129,15 +133,17 @@ def main() -> None:
         trainer.train()
     games = cfg.recipe.games
 
-    modes = {"lockstep": (True, "round"), "continuous": (False, "round"), "token": (False, "token")}
+    preset_mode = "token" if cfg.recipe.scheduling == "token" else "continuous"
+    # mode: (lockstep, scheduling, reuse_prefix)
+    modes = {"lockstep": (True, "round", True), "continuous": (False, "round", True), "token": (False, "token", True),
+             "whole": (False, cfg.recipe.scheduling, False)}
     rows = {mode: [] for mode in modes}
     for r in range(args.repeats):
-        for mode, (lockstep, scheduling) in modes.items():
+        for mode, (lockstep, scheduling, reuse_prefix) in modes.items():
             rows[mode].append(collect_rate(trainer, cfg.recipe, lockstep, args.batch, args.samples,
-                                           seed=100 + r, scheduling=scheduling))
+                                           seed=100 + r, scheduling=scheduling, reuse_prefix=reuse_prefix))
     best = {mode: max(rs, key=lambda x: x["samples_per_s"]) for mode, rs in rows.items()}
     prompt_len = round(best["continuous"]["prompt_len"])
-    preset_mode = "token" if cfg.recipe.scheduling == "token" else "continuous"
     plain = None
     if len(games) == 1:
         plain = max(plain_generate_rate(trainer, args.batch, prompt_len, games[0].max_new_tokens
@@ -157,6 +163,8 @@ def main() -> None:
     # speed-up would be this ratio; a round's cost growing with its size only lowers it.
     print(f"  bound: continuous / lockstep turns per round:   {best['continuous']['per_round'] / best['lockstep']['per_round']:.2f}x")
     print(f"token / lockstep samples per second:             {best['token']['samples_per_s'] / best['lockstep']['samples_per_s']:.2f}x")
+    print(f"{preset_mode}, shared prompt prefix run once / every prompt run whole (the `whole` row): "
+          f"{best[preset_mode]['samples_per_s'] / best['whole']['samples_per_s']:.2f}x samples/s")
     if plain is not None:
         print(f"{preset_mode} collection tokens/s / plain model.generate: "
               f"{best[preset_mode]['tokens_per_s'] / plain:.2f}")

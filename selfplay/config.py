@@ -54,6 +54,10 @@ class SamplingConfig(Section):
     # (None: every pending prompt at once); on a GPU the KV cache of 128 games x 4k tokens of
     # a 4B model alone is about 90 GB
     generation_batch_size: int | None = Field(None, gt=0)
+    # backend hf: run the prompt prefix a batch shares (a game's rules, a rubric) once, not once per
+    # prompt (selfplay.models.generation.PrefixCache; vLLM caches prefixes itself). The same numbers
+    # up to float rounding (about 1e-5 in the log-probs); False runs every prompt whole.
+    reuse_prefix: bool = True
 
 
 class VLLMSettings(Section):

@@ -301,3 +301,83 @@ def test_engine_stops_rows_on_stop_tokens_and_a_step_of_new_rows_is_a_generate_c
     one = replace(params, max_new_tokens=1)
     stepped = generator.engine(one).step([(i, p, 1) for i, p in enumerate(prompts)], seed=7)
     assert [g for _, g in stepped] == generator.generate(prompts, one, seed=7)
+
+
+# ---------------------------------------------------------------- the shared prompt prefix
+
+RULES = "Tic Tac Toe. You are X. Reply with your move only, as one digit. "  # every prompt starts with it
+
+
+def _forward_shapes(model):
+    """Record (rows, tokens) of every forward pass's input ids; returns the list and the hook."""
+    shapes = []
+    hook = model.register_forward_pre_hook(lambda _, args, kwargs: shapes.append(tuple(kwargs["input_ids"].shape)),
+                                           with_kwargs=True)
+    return shapes, hook
+
+
+def test_a_shared_prompt_prefix_runs_once_and_changes_no_sample(tiny):
+    model, tokenizer = tiny
+    prompts = [render_prompt(tokenizer, RULES + board) for board in ["x.o..x...o", "....", "xoxo.xo.x", "o"]]
+    params = SamplingParams(max_new_tokens=12, stop_token_ids=tuple(range(3, len(tokenizer), 4)))
+    whole = HFGenerator(model, tokenizer, reuse_prefix=False).generate(prompts, params, seed=4)
+    shapes, hook = _forward_shapes(model)
+    try:
+        reused = HFGenerator(model, tokenizer).generate(prompts, params, seed=4)
+    finally:
+        hook.remove()
+    # the prefix once for one row, then only each prompt's own tokens (left-padded to the longest)
+    shared = shapes[0][1]
+    assert shapes[0] == (1, shared) and shared > len(RULES)  # the template's opening, RULES (a token a character)
+    assert shapes[1] == (len(prompts), max(len(p) for p in prompts) - shared)
+    assert [g.response_ids for g in reused] == [g.response_ids for g in whole]
+    for a, b in zip(reused, whole):
+        torch.testing.assert_close(torch.tensor(a.logprobs), torch.tensor(b.logprobs), atol=1e-5, rtol=0)
+        torch.testing.assert_close(torch.tensor(a.logprobs), _fresh_forward_logprobs(model, a), atol=1e-5, rtol=0)
+    # a judge's next-token log-probs: the same with and without
+    ids = list(range(4, 40))
+    torch.testing.assert_close(torch.tensor(HFGenerator(model, tokenizer).next_token_logprobs(prompts, ids)),
+                               torch.tensor(HFGenerator(model, tokenizer, reuse_prefix=False)
+                                            .next_token_logprobs(prompts, ids)), atol=1e-5, rtol=0)
+
+
+def test_prompts_that_share_little_or_stand_alone_run_whole(tiny):
+    model, tokenizer = tiny
+    generator = HFGenerator(model, tokenizer)
+    params = SamplingParams(temperature=0.0, max_new_tokens=2)
+    for prompts in ([render_prompt(tokenizer, p) for p in PROMPTS], [render_prompt(tokenizer, RULES)]):
+        shapes, hook = _forward_shapes(model)
+        try:
+            generator.generate(prompts, params)
+        finally:
+            hook.remove()
+        assert shapes[0] == (len(prompts), max(len(p) for p in prompts))
+
+
+def test_engine_keeps_the_shared_prefix_for_later_requests_until_the_weights_change(tiny):
+    model, tokenizer = tiny
+    generator = HFGenerator(model, tokenizer)
+    greedy = SamplingParams(temperature=0.0, max_new_tokens=6, stop_token_ids=(-1,))
+    prompts = [render_prompt(tokenizer, RULES + board) for board in ["x.o..x...o", "....", "xoxo.xo.x", "o", "xx"]]
+    engine = generator.engine(greedy)
+    shapes, hook = _forward_shapes(model)
+    try:
+        done = dict(engine.step([(0, prompts[0], 6), (1, prompts[1], 6)]))
+        shared = shapes[0][1]
+        del shapes[:]
+        done.update(engine.step([(2, prompts[2], 6)]))  # joins the running rows: its own tokens only
+        assert shapes[0] == (1, len(prompts[2]) - shared)
+        generator.load_weights(None)  # new weights: the kept prefix is stale
+        del shapes[:]
+        done.update(engine.step([(3, prompts[3], 6), (4, prompts[4], 6)]))
+        assert shapes[0] == (1, shared) and shapes[1][0] == 2  # computed again, then the two prompts' own tokens
+        while engine.running:
+            done.update(engine.step([]))
+    finally:
+        hook.remove()
+    assert engine.prefix is None  # dropped when the engine ran empty
+    for i, prompt in enumerate(prompts):
+        alone = HFGenerator(model, tokenizer, reuse_prefix=False).generate([prompt], greedy)[0]
+        assert done[i].response_ids == alone.response_ids
+        torch.testing.assert_close(torch.tensor(done[i].logprobs), _fresh_forward_logprobs(model, done[i]),
+                                   atol=1e-5, rtol=0)

@@ -10,6 +10,11 @@ caller (the rollout scheduler) can move a game on as soon as its own answer ends
 longer answers keep generating, instead of every round lasting as long as its longest
 answer. vLLM's engine schedules requests the same way; this is the plain-PyTorch version.
 
+The prompt prefix that joining requests share is run once (`PrefixCache`) and kept while
+requests are in flight, so later requests that start with it (a game's next turn) run only
+their own tokens. It is dropped whenever the engine runs empty and whenever the generator's
+weights change: a cache is only valid for the weights that computed it.
+
 Rows are right-aligned in the cache (left padding, masked out): a request whose prompt is
 longer than the cache pads the running rows on the left, and columns that are padding in
 every row are trimmed. Tokens and log-probs are those `HFGenerator.generate` would give
@@ -24,7 +29,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from selfplay.models.generation import Generation, SamplingParams, prefill, sample_next, token_logprobs, with_cache
+from selfplay.models.generation import (Generation, PrefixCache, SamplingParams, prefill, sample_next, token_logprobs,
+                                       with_cache)
 
 
 @dataclass
@@ -37,6 +43,7 @@ class _Row:
 
 class HFEngine:
     def __init__(self, generator, params: SamplingParams):
+        self.generator = generator
         self.model, self.tokenizer, self.pad_id = generator.model, generator.tokenizer, generator.pad_id
         self.params = params
         self.device = generator.device
@@ -48,6 +55,8 @@ class HFEngine:
         self.limits = torch.zeros(0, dtype=torch.long, device=self.device)  # each row's max new tokens
         # the batch: KV cache, attention mask (rows x cache columns), last positions, next-token logits
         self.cache = self.attention = self.position = self.logits = None
+        self.prefix: PrefixCache | None = None  # the shared prompt prefix, at the weights of prefix_version
+        self.prefix_version = None
 
     @property
     def running(self) -> int:
@@ -89,7 +98,7 @@ class HFEngine:
     # ---- the batch -----------------------------------------------------------------------
     def _join(self, requests) -> None:
         prompts = [list(prompt) for _, prompt, _ in requests]
-        cache, attention, position, logits = prefill(self.model, prompts, self.pad_id)
+        cache, attention, position, logits = prefill(self.model, prompts, self.pad_id, self._prefix_for(prompts))
         limits = torch.tensor([limit for _, _, limit in requests], device=self.device)
         self.rows += [_Row(key, prompt) for (key, _, _), prompt in zip(requests, prompts)]
         if self.cache is None:
@@ -106,6 +115,17 @@ class HFEngine:
         self.position = torch.cat([self.position, position])
         self.logits = torch.cat([self.logits, logits])
         self.limits = torch.cat([self.limits, limits])
+
+    def _prefix_for(self, prompts) -> PrefixCache | None:
+        """The kept prefix when it covers every prompt and the weights are those that computed it;
+        else the prefix these prompts share (kept in its place when there is one)."""
+        version = self.generator.weights_version
+        if self.prefix is not None and self.prefix_version == version and self.prefix.covers(prompts):
+            return self.prefix
+        prefix = self.generator.shared_prefix(prompts)
+        if prefix is not None or self.prefix_version != version:
+            self.prefix, self.prefix_version = prefix, version
+        return prefix
 
     def _keep(self, rows: torch.Tensor, token: torch.Tensor) -> None:
         """Let the finished rows go; decode the others."""

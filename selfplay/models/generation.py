@@ -24,8 +24,10 @@ are either way).
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
+import os
 from dataclasses import dataclass
 from typing import Mapping, Protocol, Sequence
 
@@ -150,24 +152,72 @@ def with_cache(model, cache) -> dict:
     return {_cache_argument(type(inner)): cache, "use_cache": True}
 
 
-def prefill(model, prompts: Sequence[Sequence[int]], pad_id: int):
+class PrefixCache:
+    """The KV cache of a prompt prefix that many prompts share (a game's rules, a judge's rubric):
+    computed once, for one row, and copied into every batch whose prompts all start with it."""
+
+    def __init__(self, model, ids: Sequence[int]):
+        self.ids = tuple(ids)
+        self.cache = DynamicCache()
+        device = next(model.parameters()).device
+        positions = torch.arange(len(self.ids), device=device)[None]
+        model(input_ids=torch.tensor([self.ids], device=device), position_ids=positions, logits_to_keep=1,
+              **with_cache(model, self.cache))
+
+    def covers(self, prompts: Sequence[Sequence[int]]) -> bool:
+        """Every prompt starts with the prefix and has at least one token after it."""
+        n = len(self.ids)
+        return all(len(p) > n and tuple(p[:n]) == self.ids for p in prompts)
+
+    def rows(self, batch: int) -> DynamicCache:
+        """A fresh cache holding the prefix in each of `batch` rows."""
+        cache = copy.deepcopy(self.cache)
+        cache.batch_repeat_interleave(batch)
+        return cache
+
+
+# Below this many shared tokens a separate forward pass for the prefix saves less than it costs.
+MIN_SHARED_PREFIX = 16
+
+
+def shared_prefix(model, prompts: Sequence[Sequence[int]]) -> PrefixCache | None:
+    """The prefix cache of the tokens all `prompts` start with (leaving each at least one token of
+    its own), or None when they share fewer than MIN_SHARED_PREFIX tokens or are fewer than two."""
+    if len(prompts) < 2:
+        return None
+    common = os.path.commonprefix([list(p) for p in prompts])  # element-wise: works on lists of ids
+    length = min(len(common), min(len(p) for p in prompts) - 1)
+    return PrefixCache(model, common[:length]) if length >= MIN_SHARED_PREFIX else None
+
+
+def prefill(model, prompts: Sequence[Sequence[int]], pad_id: int, prefix: PrefixCache | None = None):
     """Left-pad `prompts` into one batch (every prompt ends at the last column, so new tokens
     line up; padding is masked out) and run it through `model` into a fresh KV cache.
 
-    Returns (cache, attention mask of rows x prompt columns, each row's last position,
+    With a `prefix` that covers every prompt, only the tokens after it are run: the cache
+    starts with the prefix's columns in every row, then the left-padded rest (padding in the
+    middle, masked out; positions continue from the prefix).
+
+    Returns (cache, attention mask of rows x cache columns, each row's last position,
     each row's next-token logits).
     """
     if any(len(p) == 0 for p in prompts):
         raise ValueError("every prompt needs at least one token")
     device = next(model.parameters()).device
-    width = max(len(p) for p in prompts)
+    start = len(prefix.ids) if prefix is not None else 0
+    rest = [p[start:] for p in prompts]
+    width = max(len(p) for p in rest)
     # One tensor from one padded list (a tensor per row costs more than the tiny model).
-    input_ids = torch.tensor([[pad_id] * (width - len(p)) + list(p) for p in prompts], dtype=torch.long)
-    pads = torch.tensor([width - len(p) for p in prompts])
+    input_ids = torch.tensor([[pad_id] * (width - len(p)) + list(p) for p in rest], dtype=torch.long)
+    pads = torch.tensor([width - len(p) for p in rest])
     attention = (torch.arange(width)[None, :] >= pads[:, None]).long()
     input_ids, attention = input_ids.to(device), attention.to(device)
-    positions = (attention.cumsum(-1) - 1).clamp(min=0)
-    cache = DynamicCache()
+    positions = start + (attention.cumsum(-1) - 1).clamp(min=0)
+    if prefix is not None:
+        cache = prefix.rows(len(prompts))
+        attention = torch.cat([torch.ones(len(prompts), start, dtype=torch.long, device=device), attention], 1)
+    else:
+        cache = DynamicCache()
     logits = model(input_ids=input_ids, attention_mask=attention, position_ids=positions,
                    logits_to_keep=1, **with_cache(model, cache)).logits[:, -1]
     return cache, attention, positions[:, -1:], logits
@@ -181,18 +231,22 @@ class HFGenerator:
     running rows have stopped, they leave the batch (their KV-cache rows are dropped):
     a stopped row would otherwise cost a full row of every later step, and with answers
     of different lengths most steps would be spent on rows that are done. The only
-    host sync per step is the count of stopped rows.
+    host sync per step is the count of stopped rows. With `reuse_prefix`, the prompt prefix
+    a batch shares (a game's rules, a rubric) is run once, not once per row (`PrefixCache`).
 
     On the CPU the generator usually shares the learner's model object, so the learner's
     updates are already visible and `load_weights` copies nothing. Given a separate
     model (e.g. a bf16 copy on a GPU), `load_weights` copies the tensors in place.
     """
 
-    def __init__(self, model, tokenizer, *, max_batch_size: int | None = None, drop_stopped_rows: bool = True):
+    def __init__(self, model, tokenizer, *, max_batch_size: int | None = None, drop_stopped_rows: bool = True,
+                 reuse_prefix: bool = True):
         self.model = model
         self.tokenizer = tokenizer
         self.max_batch_size = max_batch_size
         self.drop_stopped_rows = drop_stopped_rows  # False: step them to the end, as model.generate does
+        self.reuse_prefix = reuse_prefix
+        self.weights_version = 0  # counts load_weights calls: a token engine's prefix cache is stale after one
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.stop_token_ids = default_stop_token_ids(model, tokenizer)
 
@@ -202,6 +256,7 @@ class HFGenerator:
 
     def load_weights(self, state_dict: Mapping[str, torch.Tensor] | None) -> None:
         """Copy new weights in; `None` (or tensors this model already holds) copies nothing."""
+        self.weights_version += 1
         if state_dict is None:  # the caller knows the generator shares its model
             return
         own = self.model.state_dict()
@@ -209,6 +264,9 @@ class HFGenerator:
             for name, tensor in state_dict.items():
                 if own[name].data_ptr() != tensor.data_ptr():  # shared storage: nothing to copy
                     own[name].copy_(tensor)
+
+    def shared_prefix(self, prompts: Sequence[Sequence[int]]) -> PrefixCache | None:
+        return shared_prefix(self.model, prompts) if self.reuse_prefix else None
 
     @torch.inference_mode()
     def next_token_logprobs(self, prompts: Sequence[Sequence[int]], token_ids: Sequence[int]) -> list[list[float]]:
@@ -218,7 +276,8 @@ class HFGenerator:
         size = self.max_batch_size or max(len(prompts), 1)
         out: list[list[float]] = []
         for start in range(0, len(prompts), size):
-            logits = prefill(self.model, prompts[start:start + size], self.pad_id)[3].float()
+            batch = prompts[start:start + size]
+            logits = prefill(self.model, batch, self.pad_id, self.shared_prefix(batch))[3].float()
             out.extend(torch.log_softmax(logits, -1)[:, index].tolist())
         return out
 
@@ -254,7 +313,7 @@ class HFGenerator:
 
         was_training = self.model.training
         self.model.eval()
-        cache, attention, position, logits = prefill(self.model, prompts, self.pad_id)
+        cache, attention, position, logits = prefill(self.model, prompts, self.pad_id, self.shared_prefix(prompts))
         # a step reads columns :width+t+1 (the new tokens' columns are never padding)
         width = attention.shape[1]
         attention = F.pad(attention, (0, steps), value=1)

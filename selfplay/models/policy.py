@@ -41,6 +41,7 @@ class Policy:
         self.vllm_adapter = (backend == "vllm" and not self.remote and bool(model_cfg.lora)
                              and vllm_settings.lora_updates == "adapter")
         self.generation_batch_size = sampling_cfg.generation_batch_size
+        self.reuse_prefix = sampling_cfg.reuse_prefix
         self.use_chat_template = model_cfg.use_chat_template
         # Mixed precision: the learner's (master) weights are fp32 unless optim.master_weights=model;
         # forward passes and generation run in model.dtype (bf16 on a GPU, fp32 on the CPU).
@@ -110,6 +111,7 @@ class Policy:
 
         generator = RayGenerator(self.model_cfg.name, self.seed, settings.rollout_workers,
                                  threads=settings.threads_per_worker, max_batch_size=self.generation_batch_size,
+                                 reuse_prefix=self.reuse_prefix,
                                  address=settings.address, cpus_per_worker=settings.cpus_per_worker,
                                  gpus_per_worker=settings.gpus_per_worker, keep_versions=self.staleness + 1,
                                  vllm_settings=vllm_settings if self.backend == "vllm" else None,
@@ -122,7 +124,8 @@ class Policy:
         return merged_state_dict(self.model) if self.model_cfg.lora else self.model.state_dict()
 
     def generator_for(self, model) -> HFGenerator:
-        return HFGenerator(model, self.tokenizer, max_batch_size=self.generation_batch_size)
+        return HFGenerator(model, self.tokenizer, max_batch_size=self.generation_batch_size,
+                           reuse_prefix=self.reuse_prefix)
 
     def inference_copy(self, model):
         """A frozen copy of `model` in the compute dtype, for sampling."""

@@ -93,14 +93,14 @@ class Worker:
     """One rollout worker (a Ray actor): a model, its generator, and the weights' version it holds."""
 
     def __init__(self, model_name: str, seed: int, threads: int | None, max_batch_size: int | None,
-                 vllm_settings=None, dtype: torch.dtype | None = None):
+                 vllm_settings=None, dtype: torch.dtype | None = None, reuse_prefix: bool = True):
         from selfplay.models import HFGenerator, load_model
 
         if threads:
             torch.set_num_threads(threads)
         model, tokenizer = load_model(model_name, dtype=dtype or "auto", seed=seed)
         if vllm_settings is None:
-            self.generator = HFGenerator(model, tokenizer, max_batch_size=max_batch_size)
+            self.generator = HFGenerator(model, tokenizer, max_batch_size=max_batch_size, reuse_prefix=reuse_prefix)
         else:  # the engine holds the weights from here on; the learner's arrive with the first call
             from selfplay.models.vllm_generator import VLLMGenerator
 
@@ -138,7 +138,7 @@ class RayGenerator:
     def __init__(self, model_name: str, seed: int, workers: int, *, threads: int | None = None,
                  max_batch_size: int | None = None, address: str | None = None, cpus_per_worker: float = 1.0,
                  gpus_per_worker: float = 0.0, keep_versions: int = 1, vllm_settings=None,
-                 dtype: torch.dtype | None = None):
+                 dtype: torch.dtype | None = None, reuse_prefix: bool = True):
         if not ray_available():
             raise ImportError(ray_install_hint())
         import ray
@@ -147,7 +147,7 @@ class RayGenerator:
         check_resources(workers, cpus_per_worker, gpus_per_worker, address)
         actor = ray.remote(num_cpus=cpus_per_worker, num_gpus=gpus_per_worker, max_restarts=-1,
                            max_task_retries=-1)(Worker)
-        self.workers = [actor.remote(model_name, seed, threads, max_batch_size, vllm_settings, dtype)
+        self.workers = [actor.remote(model_name, seed, threads, max_batch_size, vllm_settings, dtype, reuse_prefix)
                         for _ in range(workers)]
         self.max_batch_size, self.keep_versions = max_batch_size, keep_versions
         self.versions: dict[int, object] = {}  # version -> its weights in the object store
