@@ -375,3 +375,51 @@ def test_gradient_checkpointing_recomputes_layers_and_gives_the_same_update():
         torch.testing.assert_close(a, b, atol=1e-7, rtol=1e-6)
     # generation after the update runs in eval mode: no checkpointing, the KV cache is kept
     assert not any(layer.training for layer in model.model.layers)
+
+
+RULES = "Tic Tac Toe. You are X. Reply with your move only, as one digit. "  # every prompt starts with it
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_a_shared_prompt_prefix_runs_once_with_the_same_loss_and_gradient(lora):
+    """Prompts that start with the same rules: the rules run once, for one row, and the loss, KL,
+    entropy and gradient equal those of every prompt run whole (with LoRA, the KL reference is the
+    same model with its adapter off, which shares the prefix too)."""
+    from selfplay.config import LoraSettings
+    from selfplay.models.lora import WithoutAdapter, add_adapter
+
+    batch = [(RULES + board, answer, advantage) for board, answer, advantage in BATCH + [("o", "5", -1.0)]]
+    results = []
+    for share in (True, False):
+        model, tokenizer = load_model("tiny", seed=0)
+        reference = copy.deepcopy(model)
+        if lora:
+            model = add_adapter(model, LoraSettings(r=4, alpha=8), seed=0, base_name="tiny")
+            with torch.no_grad():  # B starts at zero: make the adapter visible
+                for name, p in model.named_parameters():
+                    if "lora_B" in name:
+                        p.normal_(0, 0.1, generator=torch.Generator().manual_seed(1))
+            reference = WithoutAdapter(model)
+        learner = Learner(model, LearnerSettings(lr=0.0, epochs=1, micro_batch_size=4, loss_norm="constant",
+                                                 norm_constant=16, grad_clip=None, kl_coef=0.1, kl_estimator="k1",
+                                                 entropy_coef=0.1, share_prompt_prefix=share),
+                          ref_model=reference)
+        samples = make_samples(tokenizer, batch)
+        rows = []
+        inner = model.get_base_model() if lora else model
+        hook = inner.model.register_forward_pre_hook(
+            lambda _, args, kwargs: rows.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True)
+        stats = learner.update(samples)
+        hook.remove()
+        results.append((rows, stats, [p.grad.clone() for p in learner.params]))
+    (rows, shared, shared_grads), (whole_rows, whole, whole_grads) = results
+    longest = max(len(s.prompt_ids) for s in samples) + max(len(s.response_ids) for s in samples)
+    passes = 2 if lora else 1  # with LoRA the reference's forward runs on the same model first
+    assert whole_rows == [(4, longest)] * passes
+    prefix = rows[0][1]
+    assert prefix > len(RULES) and rows == [(1, prefix), (4, longest - prefix)] * passes
+    assert shared["kl"] > 0 or not lora  # with LoRA the policy and its reference differ
+    for key in ("loss", "pg_loss", "kl", "entropy"):
+        assert shared[key] == pytest.approx(whole[key], rel=1e-5, abs=1e-7)
+    for a, b in zip(shared_grads, whole_grads):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-4)

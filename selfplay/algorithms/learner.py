@@ -43,14 +43,16 @@ object with its attribute names, such as `LearnerSettings`.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
+from transformers import DynamicCache
 
 from selfplay import distributed
 from selfplay.algorithms.losses import NORMS, aggregate, kl_penalty, ppo_clip_loss
-from selfplay.models.generation import token_logprobs
+from selfplay.models.generation import MIN_SHARED_PREFIX, token_logprobs, with_cache
 from selfplay.rollout.sample import Sample
 
 if TYPE_CHECKING:  # selfplay.config imports the recipes, which import this package
@@ -79,6 +81,7 @@ class LearnerSettings:
     entropy_coef: float = 0.0
     entropy_over: str = "vocab"
     gradient_checkpointing: bool = False
+    share_prompt_prefix: bool = True
 
 
 class Learner:
@@ -135,6 +138,9 @@ class Learner:
             else:
                 model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
             self.checkpointed_layers = [m for m in model.modules() if getattr(m, "gradient_checkpointing", False) is True]
+        # the prompt prefix shared by a micro-batch runs once (not with checkpointed layers, which
+        # recompute their activations without a KV cache)
+        self.share_prompt_prefix = optim.share_prompt_prefix and not self.checkpointed_layers
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=optim.lr, betas=tuple(optim.betas),
                                            weight_decay=optim.weight_decay)
@@ -151,17 +157,21 @@ class Learner:
 
         Every response then starts in the same column, so logits are only computed from
         there on (`logits_to_keep`). Tensors over response columns are (batch, width).
+        With `share_prompt_prefix`, the tokens every prompt starts with are `prefix_ids`
+        (one row) and the rows hold the rest, their positions continuing after it.
         """
         device = next(self.model.parameters()).device
-        prompt_width = max(len(s.prompt_ids) for s in samples)
-        width = max(len(s.response_ids) for s in samples)
-        batch = len(samples)
         # The model sees each distinct sequence once; `rows` maps every sample to its row.
         distinct: dict[tuple, int] = {}
         rows = [distinct.setdefault((tuple(s.prompt_ids), tuple(s.response_ids)), len(distinct)) for s in samples]
+        shared = self._shared_prefix([prompt for prompt, _ in distinct])
+        prompt_width = max(len(s.prompt_ids) for s in samples) - shared
+        width = max(len(s.response_ids) for s in samples)
+        batch = len(samples)
         input_ids = torch.full((len(distinct), prompt_width + width), self.pad_token_id, dtype=torch.long)
         attention = torch.zeros((len(distinct), prompt_width + width), dtype=torch.long)
         for (prompt, response), r in distinct.items():
+            prompt = prompt[shared:]
             start, end = prompt_width - len(prompt), prompt_width + len(response)
             input_ids[r, start:end] = torch.tensor(prompt + response)
             attention[r, start:end] = 1
@@ -190,12 +200,21 @@ class Learner:
                     raise ValueError(f"sample {i} has no legal_token_ids, which entropy_over='legal_moves' needs")
                 legal[rows[i], s.legal_token_ids] = True
             extra["legal"] = legal
-        positions = (attention.cumsum(-1) - 1).clamp(min=0)
+        positions = shared + (attention.cumsum(-1) - 1).clamp(min=0)
+        if shared:
+            extra["prefix_ids"] = torch.tensor([samples[0].prompt_ids[:shared]])
         tensors = dict(input_ids=input_ids, attention_mask=attention, position_ids=positions, mask=mask,
                        rows=torch.tensor(rows),
                        advantages=torch.tensor([s.advantage for s in samples], dtype=torch.float32),
                        sampler_logprobs=sampler_logprobs, **extra)
         return {k: v.to(device) for k, v in tensors.items()}
+
+    def _shared_prefix(self, prompts: list[tuple[int, ...]]) -> int:
+        """How many tokens all `prompts` start with, when worth running once (each keeps one of its own)."""
+        if not self.share_prompt_prefix or len(prompts) < 2:
+            return 0
+        length = min(len(os.path.commonprefix(prompts)), min(len(p) for p in prompts) - 1)
+        return length if length >= MIN_SHARED_PREFIX else 0
 
     def response_logprobs(self, model, batch, with_entropy: bool = False):
         """log pi(response token) for every response column (and the policy's entropy there),
@@ -204,8 +223,16 @@ class Learner:
         # logits at column j predict token j + 1: keep the width + 1 last columns, drop the final one
         device = batch["input_ids"].device
         with torch.autocast(device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                           position_ids=batch["position_ids"], logits_to_keep=width + 1).logits[:, :-1]
+            attention, cache = batch["attention_mask"], {}
+            if "prefix_ids" in batch:  # the shared prefix once; every row attends to its keys and values
+                prefix, kv = batch["prefix_ids"], DynamicCache()
+                cache = with_cache(model, kv)
+                model(input_ids=prefix, position_ids=torch.arange(prefix.shape[1], device=device)[None],
+                      logits_to_keep=1, **cache)
+                kv.batch_repeat_interleave(attention.shape[0])  # differentiable copies: the gradients add up
+                attention = torch.cat([attention.new_ones(attention.shape[0], prefix.shape[1]), attention], 1)
+            logits = model(input_ids=batch["input_ids"], attention_mask=attention,
+                           position_ids=batch["position_ids"], logits_to_keep=width + 1, **cache).logits[:, :-1]
         targets = batch["input_ids"][:, -width:]
         logprobs = token_logprobs(logits, targets)
         entropy = None
