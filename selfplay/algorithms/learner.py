@@ -43,16 +43,14 @@ object with its attribute names, such as `LearnerSettings`.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
-from transformers import DynamicCache
 
 from selfplay import distributed
 from selfplay.algorithms.losses import NORMS, aggregate, kl_penalty, ppo_clip_loss
-from selfplay.models.generation import MIN_SHARED_PREFIX, token_logprobs, with_cache
+from selfplay.models.generation import PrefixCache, shared_prefix_length, token_logprobs, with_cache
 from selfplay.rollout.sample import Sample
 
 if TYPE_CHECKING:  # selfplay.config imports the recipes, which import this package
@@ -211,10 +209,7 @@ class Learner:
 
     def _shared_prefix(self, prompts: list[tuple[int, ...]]) -> int:
         """How many tokens all `prompts` start with, when worth running once (each keeps one of its own)."""
-        if not self.share_prompt_prefix or len(prompts) < 2:
-            return 0
-        length = min(len(os.path.commonprefix(prompts)), min(len(p) for p in prompts) - 1)
-        return length if length >= MIN_SHARED_PREFIX else 0
+        return shared_prefix_length(prompts) if self.share_prompt_prefix else 0
 
     def response_logprobs(self, model, batch, with_entropy: bool = False):
         """log pi(response token) for every response column (and the policy's entropy there),
@@ -225,12 +220,9 @@ class Learner:
         with torch.autocast(device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
             attention, cache = batch["attention_mask"], {}
             if "prefix_ids" in batch:  # the shared prefix once; every row attends to its keys and values
-                prefix, kv = batch["prefix_ids"], DynamicCache()
-                cache = with_cache(model, kv)
-                model(input_ids=prefix, position_ids=torch.arange(prefix.shape[1], device=device)[None],
-                      logits_to_keep=1, **cache)
-                kv.batch_repeat_interleave(attention.shape[0])  # differentiable copies: the gradients add up
-                attention = torch.cat([attention.new_ones(attention.shape[0], prefix.shape[1]), attention], 1)
+                prefix = PrefixCache(model, batch["prefix_ids"][0].tolist())
+                cache = with_cache(model, prefix.rows(attention.shape[0]))
+                attention = torch.cat([attention.new_ones(attention.shape[0], len(prefix.ids)), attention], 1)
             logits = model(input_ids=batch["input_ids"], attention_mask=attention,
                            position_ids=batch["position_ids"], logits_to_keep=width + 1, **cache).logits[:, :-1]
         targets = batch["input_ids"][:, -width:]

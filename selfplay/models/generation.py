@@ -24,7 +24,6 @@ are either way).
 
 from __future__ import annotations
 
-import copy
 import functools
 import inspect
 import os
@@ -170,9 +169,11 @@ class PrefixCache:
         return all(len(p) > n and tuple(p[:n]) == self.ids for p in prompts)
 
     def rows(self, batch: int) -> DynamicCache:
-        """A fresh cache holding the prefix in each of `batch` rows."""
-        cache = copy.deepcopy(self.cache)
-        cache.batch_repeat_interleave(batch)
+        """A fresh cache holding the prefix in each of `batch` rows (copies that autograd follows:
+        in a training forward the rows' gradients add up in the prefix)."""
+        cache = DynamicCache()
+        for index, layer in enumerate(self.cache.layers):
+            cache.update(layer.keys.repeat_interleave(batch, 0), layer.values.repeat_interleave(batch, 0), index)
         return cache
 
 
@@ -180,14 +181,20 @@ class PrefixCache:
 MIN_SHARED_PREFIX = 16
 
 
-def shared_prefix(model, prompts: Sequence[Sequence[int]]) -> PrefixCache | None:
-    """The prefix cache of the tokens all `prompts` start with (leaving each at least one token of
-    its own), or None when they share fewer than MIN_SHARED_PREFIX tokens or are fewer than two."""
+def shared_prefix_length(prompts: Sequence[Sequence[int]]) -> int:
+    """How many tokens all `prompts` start with, leaving each at least one token of its own; 0 when
+    that is fewer than MIN_SHARED_PREFIX or there are fewer than two prompts."""
     if len(prompts) < 2:
-        return None
+        return 0
     common = os.path.commonprefix([list(p) for p in prompts])  # element-wise: works on lists of ids
     length = min(len(common), min(len(p) for p in prompts) - 1)
-    return PrefixCache(model, common[:length]) if length >= MIN_SHARED_PREFIX else None
+    return length if length >= MIN_SHARED_PREFIX else 0
+
+
+def shared_prefix(model, prompts: Sequence[Sequence[int]]) -> PrefixCache | None:
+    """The prefix cache of the tokens all `prompts` share (`shared_prefix_length`), or None."""
+    length = shared_prefix_length(prompts)
+    return PrefixCache(model, prompts[0][:length]) if length else None
 
 
 def prefill(model, prompts: Sequence[Sequence[int]], pad_id: int, prefix: PrefixCache | None = None):
