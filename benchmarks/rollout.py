@@ -4,6 +4,7 @@ throughput vs the model's plain batched `generate`, all in one run on one model.
     python benchmarks/rollout.py [--config spiral_tictactoe_tiny] [--warmup-steps 200] [--batch 64] [--samples 4096]
     python benchmarks/rollout.py --config spiral_tictactoe_smollm2 --resume RUN_DIR --batch 32 --samples 192 \
                                  --repeats 1 --no-synthetic       # the real model, as a finished run left it
+    ... --set recipe.prompt=paper --set sampling.max_new_tokens=256  # any config override
 
 1. A short self-play warm-up of the preset (default: TicTacToe; `spiral_multigame_tiny`
    mixes three games) trains the tiny model until it plays mostly valid moves, so games
@@ -72,17 +73,20 @@ def collect_rate(trainer: Trainer, recipe_cfg, lockstep: bool, batch: int, sampl
             "prompt_len": statistics.mean(len(s.prompt_ids) for s in got)}
 
 
-def plain_generate_rate(trainer: Trainer, batch: int, prompt_len: int, new_tokens: int, repeats: int = 20) -> float:
+def plain_generate_rate(trainer: Trainer, batch: int, prompt_len: int, new_tokens: int, repeats: int = 20,
+                        seconds: float = 10.0) -> float:
+    """Tokens/s of `generate` on a full batch: `repeats` calls, or fewer once `seconds` have passed."""
     model, tok = trainer.policy.model, trainer.policy.tokenizer
     ids = torch.randint(5, len(tok), (batch, prompt_len))
     kwargs = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=True, top_k=0,
                   pad_token_id=tok.pad_token_id)
     with torch.inference_mode():
         model.generate(ids, attention_mask=torch.ones_like(ids), **kwargs)
-        start = time.perf_counter()
-        for _ in range(repeats):
+        start, calls = time.perf_counter(), 0
+        while calls < repeats and (calls == 0 or time.perf_counter() - start < seconds):
             model.generate(ids, attention_mask=torch.ones_like(ids), **kwargs)
-    return batch * new_tokens * repeats / (time.perf_counter() - start)
+            calls += 1
+    return batch * new_tokens * calls / (time.perf_counter() - start)
 
 
 def ragged_stop_ids(tokenizer) -> tuple[int, ...]:
@@ -115,6 +119,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--resume", default=None, help="a run folder: measure its last checkpoint (no warm-up)")
     parser.add_argument("--no-synthetic", action="store_true", help="skip the synthetic ragged-answer part (4.)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a config override, e.g. recipe.prompt=paper (repeatable)")
     args = parser.parse_args()
 
     from selfplay.runs import latest_checkpoint
@@ -123,7 +129,8 @@ def main() -> None:
     steps = 0 if checkpoint else args.warmup_steps
     cfg = load_config(resolve_preset(args.config),
                       [f"steps={max(steps, 1)}", "eval.every=0", f"threads={args.threads}",
-                       "save_every=100000", "output_dir=/tmp/selfplay-bench-rollout", "time_limit_minutes=null"])
+                       "save_every=100000", "output_dir=/tmp/selfplay-bench-rollout", "time_limit_minutes=null",
+                       *args.set])
     trainer = Trainer(cfg, cfg.output_dir, resume_from=checkpoint)
     names = ", ".join(g.name for g in cfg.recipe.games)
     if checkpoint:
