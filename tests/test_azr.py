@@ -16,8 +16,8 @@ from selfplay.metrics import read_metrics
 from selfplay.recipes.azr import AZRRecipe, Config
 from selfplay.sandbox import Sandbox
 from selfplay.trainer_cli import resolve_preset
-from selfplay.tasks.programs import (Answer, Checker, ChatStyle, CompactStyle, ProgramTask, Verdict, canonical_args,
-                                     canonical_value)
+from selfplay.tasks.programs import (TASK_TYPES, Answer, Checker, ChatStyle, CompactStyle, ProgramTask, Verdict,
+                                     canonical_args, canonical_value)
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -234,6 +234,26 @@ def test_rewards_by_hand(penalties, invalid, trivial, learnable, wrong, unformat
     assert recipe.solve_reward(Answer(False, False, "")) == unformatted
 
 
+def test_intrinsic_rewards_by_hand():
+    """Novelty is the distance to the nearest reference: `a*3+1` is 1 - 2*4/10 = 0.2 from
+    `a*3+2` (and 1 - 2/6 from `a`); size counts AST nodes beyond the seed's `def f(a): return a`
+    (13 - 7 = 6); the sum is capped at intrinsic_max."""
+    recipe = AZRRecipe.__new__(AZRRecipe)
+    recipe.seed_nodes = 7
+    proposal = Verdict(True, "", ProgramTask("a*3+1", ("5",), ("16",)), ast_nodes=13)
+    references = [ProgramTask("a", ("1",), ("1",)), ProgramTask("a*3+2", ("1",), ("5",))]
+    recipe.cfg = Config()  # the paper: none
+    assert recipe.intrinsic_reward(proposal, references) == 0.0
+    recipe.cfg = Config(novelty_reward=0.3, complexity_reward=0.05)
+    assert recipe.intrinsic_reward(proposal, references) == pytest.approx(0.3 * 0.2 + 0.05 * 6)
+    copy = Verdict(True, "", ProgramTask("a*3+2", ("7",), ("23",)), ast_nodes=13)
+    assert recipe.intrinsic_reward(copy, references) == pytest.approx(0.05 * 6)  # a copy is not novel
+    assert recipe.intrinsic_reward(Verdict(False, "rejected"), references) == 0.0
+    assert recipe.intrinsic_reward(proposal, []) == 0.0  # induction proposers see no references
+    recipe.cfg = Config(novelty_reward=0.3, complexity_reward=0.1, intrinsic_max=0.5)
+    assert recipe.intrinsic_reward(proposal, references) == 0.5  # 0.06 + 0.6, capped
+
+
 def test_buffers_deduplicate_and_keep_the_newest():
     recipe = AZRRecipe.__new__(AZRRecipe)
     recipe.cfg = Config(buffer_size=3)
@@ -251,6 +271,8 @@ def test_config_errors_are_one_line():
         load_config(PRESET, ["recipe.induction_shown=4"])
     with pytest.raises(ValueError, match="unknown layer"):
         load_config(PRESET, ["recipe.sandbox.require=[moat]"])
+    with pytest.raises(ValueError, match="prompt: example is for style chat"):
+        load_config(PRESET, ["recipe.prompt=example"])
 
 
 def test_a_run_without_a_required_isolation_layer_stops_at_start_saying_which(tmp_path):
@@ -348,6 +370,24 @@ def test_the_programs_suite_grades_right_answers_right(box):
     assert not any(g.passed for g in wrong)
 
 
+def test_the_worked_examples_are_right(box):
+    """`prompt: example` shows one exchange per (type, role) before the question; each
+    example response must be one the checker accepts (a valid proposal with the outputs the
+    example states, a correct answer), or the model would copy a wrong one."""
+    style = ChatStyle()
+    checker, task = Checker(box, style, timeout_s=2.0, induction_inputs=10), style.EXAMPLE
+    for kind in TASK_TYPES:
+        question, response = style.example(kind, "propose", 5)
+        verdict = checker.check_proposals(kind, [response], [task if kind == "induction" else None])[0]
+        assert verdict.valid, (kind, verdict.reason)
+        assert verdict.task.outputs == (task.outputs if kind == "induction" else task.outputs[:1])
+        question, response = style.example(kind, "solve", 5)
+        assert checker.grade(kind, [task], [response], shown=5)[0].correct, kind
+        assert question == style.with_example_format(style.solve_prompt(kind, task, 5))
+        assert "your reasoning" not in question  # the placeholder small models copy
+    assert CompactStyle().example("deduction", "solve", 5) is None
+
+
 def test_chat_style_runs_end_to_end_and_prompts_end_with_think(tmp_path):
     from selfplay.trainer import Trainer
 
@@ -359,8 +399,13 @@ def test_chat_style_runs_end_to_end_and_prompts_end_with_think(tmp_path):
     trainer = Trainer(cfg, tmp_path)
     recipe = trainer.recipe
     assert recipe.sampling("deduction", "propose").allowed_token_ids is None  # chat: any token
-    ids = recipe.prompt_ids(recipe.style.solve_prompt("deduction", recipe.buffers["deduction"][0], 5))
+    question = recipe.style.solve_prompt("deduction", recipe.buffers["deduction"][0], 5)
+    ids = recipe.prompt_ids("deduction", "solve", question)
     assert recipe.policy.tokenizer.decode(ids).endswith("<think>")
+    recipe.cfg = recipe.cfg.model_copy(update={"prompt": "example"})
+    text = recipe.policy.tokenizer.decode(recipe.prompt_ids("deduction", "solve", "QUESTION"))
+    assert text.index(ChatStyle.EXAMPLE.outputs[0]) < text.index("QUESTION") and text.endswith("<think>")
+    recipe.cfg = recipe.cfg.model_copy(update={"prompt": "paper"})
     trainer.train()
     row = read_metrics(tmp_path)[-1]
     # a random model writes no <think>...</answer>: every response is badly formatted, scored -1

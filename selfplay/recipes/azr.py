@@ -27,6 +27,10 @@ Choices, each an option (the original's in brackets):
   `output_max_chars`, helper functions allowed, buffers deduplicated, keeping the newest.
   A proposed f must also take an argument and read it, and must not print: the paper's
   prompt asks for both and the original checks neither (a constant f makes abduction trivial).
+- `novelty_reward`, `complexity_reward` (0 by default, as in the paper's runs; the authors' code
+  has both, off): added to a valid deduction or abduction proposal's reward, capped together at
+  `intrinsic_max`. Novelty is the text distance to the nearest reference (so a copy earns 0),
+  complexity the AST nodes beyond the seed program's.
 - `seed_programs` (0 by default; the authors use 256): before the first step, grow the
   deduction and abduction buffers to this many valid programs with the untrained model.
 - Held-out evaluation programs (selfplay.evals.program_bank) are rejected as proposals,
@@ -50,12 +54,13 @@ from pydantic import Field, model_validator
 
 from selfplay.algorithms.advantages import learnability_reward, trr_plus_plus_advantages
 from selfplay.models.generation import alphabet_token_ids
-from selfplay.models.loading import style_prompt_ids
+from selfplay.models.loading import render_messages, style_prompt_ids
 from selfplay.recipes import Batch, Evaluation, Recipe, RecipeSection
 from selfplay.rollout.sample import Sample
 from selfplay.sandbox import LAYERS, Sandbox, SandboxConfig
 from selfplay.seeding import derive_seed
-from selfplay.tasks.programs import PROPOSE, SOLVE, TASK_TYPES, Checker, ProgramTask, held_out_tasks, make_style
+from selfplay.tasks.programs import (PROPOSE, SOLVE, TASK_TYPES, Checker, ProgramTask, ast_size, held_out_tasks,
+                                     make_style, program_distance)
 
 CHAT_OUTPUTS = 200  # the longest output of a held-out chat program (selfplay.evals.program_bank)
 PER_TYPE = {"deduction": 64, "abduction": 64, "induction": 64}  # the paper's batch: 64 per (type, role)
@@ -95,6 +100,14 @@ class Config(RecipeSection):
     penalties: Literal["paper", "code", "none"] = "paper"
     solver_tasks: Literal["previous", "same"] = "previous"
     token_weighted: bool = False  # TRR++ weighted by response tokens (the authors' code)
+    # chat style: `paper` asks the question alone; `example` shows one worked exchange in the
+    # exact format first (for small chat models, which follow an example, not a description)
+    prompt: Literal["paper", "example"] = "paper"
+    # Intrinsic rewards (the authors' code has them, off in the paper's runs), added to a valid
+    # deduction or abduction proposal's reward, the sum capped at intrinsic_max:
+    novelty_reward: float = Field(0.0, ge=0)  # x the text distance (0-1) to the nearest reference
+    complexity_reward: float = Field(0.0, ge=0)  # x the AST nodes beyond the seed program's
+    intrinsic_max: float = Field(0.5, ge=0)
     buffer_size: int = Field(16_384, gt=0)  # per task type; the newest entries are kept
     seed_programs: int = Field(0, ge=0)  # grow the seed buffers to this many programs before training
     propose_max_new_tokens: int | None = Field(None, gt=0)  # None: sampling.max_new_tokens
@@ -116,6 +129,8 @@ class Config(RecipeSection):
         if self.style == "chat" and self.sandbox.output_max_chars < CHAT_OUTPUTS:
             raise ValueError(f"sandbox.output_max_chars: the held-out chat programs return up to {CHAT_OUTPUTS} "
                              f"characters; use at least {CHAT_OUTPUTS} with style chat")
+        if self.prompt == "example" and self.style != "chat":
+            raise ValueError("prompt: example is for style chat (compact prompts have no worked example)")
         for layer in self.sandbox.require:
             if layer != "all" and layer not in LAYERS:
                 raise ValueError(f"sandbox.require: unknown layer {layer!r}; allowed: all, {', '.join(LAYERS)}")
@@ -163,10 +178,17 @@ class AZRRecipe(Recipe):
             raise ValueError(f"style {self.style.name!r} needs a character-level tokenizer (model: tiny)")
         return ids
 
-    def prompt_ids(self, text: str) -> list[int]:
-        """The prompt's ids; in chat style they end with the opening `<think>`, as the paper's do."""
+    def prompt_ids(self, kind: str, role: str, text: str) -> list[int]:
+        """The prompt's ids; in chat style they end with the opening `<think>`, as the paper's do,
+        and `prompt: example` puts a worked exchange for (kind, role) before the question."""
         tokenizer = self.policy.tokenizer
-        ids = style_prompt_ids(tokenizer, text, self.cfg.style, self.policy.use_chat_template)
+        example = self.style.example(kind, role, self.cfg.induction_shown) if self.cfg.prompt == "example" else None
+        if example:
+            messages = [{"role": "user", "content": example[0]}, {"role": "assistant", "content": example[1]},
+                        {"role": "user", "content": self.style.with_example_format(text)}]
+            ids = render_messages(tokenizer, messages, use_chat_template=self.policy.use_chat_template)
+        else:
+            ids = style_prompt_ids(tokenizer, text, self.cfg.style, self.policy.use_chat_template)
         if self.cfg.style == "chat":
             ids += tokenizer("<think>", add_special_tokens=False)["input_ids"]
         return ids
@@ -179,7 +201,7 @@ class AZRRecipe(Recipe):
         out = [None] * len(jobs)
         for k, p in enumerate(dict.fromkeys(params)):
             mine = [i for i, q in enumerate(params) if q == p]
-            generations = generator.generate([self.prompt_ids(jobs[i][2]) for i in mine], p, seed=seed + 1_000_003 * k)
+            generations = generator.generate([self.prompt_ids(*jobs[i]) for i in mine], p, seed=seed + 1_000_003 * k)
             for i, g in zip(mine, generations):
                 out[i] = g
         return out
@@ -211,9 +233,12 @@ class AZRRecipe(Recipe):
         solved = Counter(owner for (_, _, owner), grade in zip(jobs, grades) if owner is not None and grade.correct)
         # Samples: proposals and solver answers, with their rewards.
         samples = []
-        for n, ((kind, _), generation, verdict) in enumerate(zip(asks, proposals, verdicts)):
+        for n, ((kind, (references, _)), generation, verdict) in enumerate(zip(asks, proposals, verdicts)):
             s = solved[n] / cfg.attempts if verdict.valid else None
-            samples.append(self.sample(generation, kind, PROPOSE, self.propose_reward(verdict, s), step, n, {
+            intrinsic = self.intrinsic_reward(verdict, references)
+            reward = self.propose_reward(verdict, s) + intrinsic
+            samples.append(self.sample(generation, kind, PROPOSE, reward, step, n, {
+                "intrinsic": intrinsic,
                 "text": generation.text, "valid": verdict.valid, "reason": verdict.reason,
                 "well_formatted": verdict.well_formatted, "solve_rate": s, "ast_nodes": verdict.ast_nodes,
                 "task": verdict.task.to_dict() if verdict.valid else None}))
@@ -262,6 +287,17 @@ class AZRRecipe(Recipe):
             return -0.5
         return learnability_reward(s)
 
+    def intrinsic_reward(self, verdict, references: list[ProgramTask]) -> float:
+        """Novelty (distance to the nearest reference, so a copy of one earns 0; the authors'
+        code takes the mean distance, which pays a copy for differing from the other
+        references) and size, for valid proposals that had references; 0 by default."""
+        cfg = self.cfg
+        if not verdict.valid or not references or not (cfg.novelty_reward or cfg.complexity_reward):
+            return 0.0
+        novelty = min(program_distance(verdict.task.program, ref.program) for ref in references)
+        extra_nodes = max(0, verdict.ast_nodes - self.seed_nodes)
+        return min(cfg.intrinsic_max, cfg.novelty_reward * novelty + cfg.complexity_reward * extra_nodes)
+
     def solve_reward(self, grade) -> float:
         if grade.correct:
             return 1.0
@@ -281,6 +317,7 @@ class AZRRecipe(Recipe):
     def _seed_buffers(self) -> None:
         """Every buffer starts from the identity program, checked in the sandbox like any proposal."""
         program, inputs = self.style.seed_task()
+        self.seed_nodes = ast_size(self.style.source(program))
         identity, identity_many = self.checker.run_tasks([(program, inputs),
                                                           (program, self.style.seed_inputs(self.cfg.induction_inputs))])
         self.add("deduction", [identity])
@@ -323,6 +360,7 @@ class AZRRecipe(Recipe):
                 metrics[f"{prefix}/proposer_solve_rate"] = sum(rates) / len(valid)
                 metrics[f"{prefix}/distinct_programs"] = len({s.info["task"]["program"] for s in valid}) / len(valid)
                 metrics[f"{prefix}/ast_nodes"] = sum(s.info["ast_nodes"] for s in valid) / len(valid)
+                metrics[f"{prefix}/intrinsic_reward"] = sum(s.info["intrinsic"] for s in valid) / len(valid)
             if solved:
                 metrics[f"{prefix}/solve_rate"] = sum(s.info["correct"] for s in solved) / len(solved)
                 metrics[f"{prefix}/solve_format_errors"] = sum(not s.info["well_formatted"] for s in solved) / len(solved)

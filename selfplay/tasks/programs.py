@@ -28,6 +28,7 @@ Sections: tasks, styles (chat, compact), checking proposals, grading answers.
 from __future__ import annotations
 
 import ast
+import difflib
 import re
 import time
 from dataclasses import dataclass, field
@@ -151,6 +152,12 @@ def prints(source: str) -> str | None:
     return None
 
 
+def program_distance(program: str, other: str) -> float:
+    """How far apart two programs' texts are, from 0 (the same, up to surrounding space) to 1
+    (no common characters): 1 - difflib's similarity ratio."""
+    return 1.0 - difflib.SequenceMatcher(None, program.strip(), other.strip(), autojunk=False).ratio()
+
+
 def ast_size(source: str) -> int:
     try:
         return sum(1 for _ in ast.walk(ast.parse(source)))
@@ -165,6 +172,7 @@ class Style:
     def alphabet(self, kind: str, role: str) -> str | None:
         """The characters a response to (kind, role) is sampled from; None: any token."""
         return None
+
     def source(self, program: str) -> str:
         """The Python source that defines f."""
         return program
@@ -191,6 +199,11 @@ class Style:
         """n distinct inputs for the identity program (the induction buffer's seed)."""
         raise NotImplementedError
 
+    def example(self, kind: str, role: str, shown: int) -> tuple[str, str] | None:
+        """A worked exchange for (kind, role), a question and its ideal response, to show before
+        the real question (`prompt: example`); None: the style has none."""
+        return None
+
 
 ANSWER = re.compile(r"^\s*(?:<think>)?(.*?)</think>\s*<answer>(.*?)</answer>\s*$", re.DOTALL)
 FENCE = re.compile(r"```(python|input|output|message)[ \t]*\n(.*?)```", re.DOTALL)
@@ -199,6 +212,9 @@ CHAT_FORMAT = (
     "Think step by step inside <think> </think>, then give your answer inside <answer> </answer>:\n"
     "<think> your reasoning </think> <answer> your answer </answer>"
 )
+# `prompt: example` states the format once and lets the worked exchange show it: small models
+# copy the placeholder line above (` your reasoning </think> <answer> your answer </answer>`).
+EXAMPLE_FORMAT = "Think briefly inside <think> </think>, then answer inside <answer> </answer>, as in the example."
 CHAT_PROGRAM_RULES = (
     "The program must define a function named `f` that takes at least one argument (helper "
     "functions and classes are allowed). It must be deterministic and self-contained: no "
@@ -280,6 +296,45 @@ class ChatStyle(Style):
     def seed_inputs(self, n):
         words = ["Hello world", "abc", "", "a b c", "racecar", "Python", "12345", "x", "hello", "WORLD"]
         return tuple(repr(w) for w in words + [f"word{i}" for i in range(n)])[:n]
+
+    # The worked example: its outputs written out here (nothing is run), one per input.
+    EXAMPLE = ProgramTask(
+        "def f(s):\n    return s[::-1] + str(len(s))",
+        ("'abc'", "'hi'", "'code'", "''", "'level'", "'x'", "'loop'", "'data'", "'sun'", "'ab'"),
+        ("'cba3'", "'ih2'", "'edoc4'", "'0'", "'level5'", "'x1'", "'pool4'", "'atad4'", "'nus3'", "'ba2'"),
+        "The input reversed, followed by its length.")
+
+    def example(self, kind, role, shown):
+        question, response = self._example(kind, role, shown)
+        return self.with_example_format(question), response
+
+    @staticmethod
+    def with_example_format(question: str) -> str:
+        return question.replace(CHAT_FORMAT, EXAMPLE_FORMAT)
+
+    def _example(self, kind, role, shown):
+        task = self.EXAMPLE
+        program = self._fence("python", task.program)
+        if role == PROPOSE and kind == "induction":
+            fences = "\n".join(self._fence("input", x) for x in task.inputs)
+            return (self.propose_prompt(kind, [], task),
+                    "<think> Strings of different lengths, one empty, show both parts of the output. </think> "
+                    f"<answer>\n{fences}\n{self._fence('message', task.message)}\n</answer>")
+        if role == PROPOSE:
+            program_, inputs = self.seed_task()
+            identity = ProgramTask(program_, inputs, inputs)  # f(x) = x
+            return (self.propose_prompt(kind, [identity], None),
+                    "<think> Reversing a string and appending its length takes two steps to trace. </think> "
+                    f"<answer>\n{program}\n{self._fence('input', task.inputs[0])}\n</answer>")
+        if kind == "deduction":
+            answer = self._fence("output", task.outputs[0])
+            reasoning = "'abc' reversed is 'cba' and its length is 3."
+        elif kind == "abduction":
+            answer = self._fence("input", task.inputs[0])
+            reasoning = "'cba3' is 'cba' and the length 3; 'cba' reversed is 'abc'."
+        else:
+            answer, reasoning = program, "Each output is the input reversed, then its length."
+        return self.solve_prompt(kind, task, shown), f"<think> {reasoning} </think> <answer>\n{answer}\n</answer>"
 
     @staticmethod
     def _answer(text: str) -> str | None:
