@@ -287,6 +287,11 @@ class AZRRecipe(Recipe):
             return -0.5
         return learnability_reward(s)
 
+    @functools.cached_property
+    def seed_nodes(self) -> int:
+        """AST nodes of the seed (identity) program: the complexity reward counts what a proposal adds."""
+        return ast_size(self.style.source(self.style.seed_task()[0]))
+
     def intrinsic_reward(self, verdict, references: list[ProgramTask]) -> float:
         """Novelty (distance to the nearest reference, so a copy of one earns 0; the authors'
         code takes the mean distance, which pays a copy for differing from the other
@@ -317,7 +322,6 @@ class AZRRecipe(Recipe):
     def _seed_buffers(self) -> None:
         """Every buffer starts from the identity program, checked in the sandbox like any proposal."""
         program, inputs = self.style.seed_task()
-        self.seed_nodes = ast_size(self.style.source(program))
         identity, identity_many = self.checker.run_tasks([(program, inputs),
                                                           (program, self.style.seed_inputs(self.cfg.induction_inputs))])
         self.add("deduction", [identity])

@@ -321,8 +321,8 @@ class ChatStyle(Style):
                     "<think> Strings of different lengths, one empty, show both parts of the output. </think> "
                     f"<answer>\n{fences}\n{self._fence('message', task.message)}\n</answer>")
         if role == PROPOSE:
-            program_, inputs = self.seed_task()
-            identity = ProgramTask(program_, inputs, inputs)  # f(x) = x
+            seed_program, seed_inputs = self.seed_task()
+            identity = ProgramTask(seed_program, seed_inputs, seed_inputs)  # f(x) = x
             return (self.propose_prompt(kind, [identity], None),
                     "<think> Reversing a string and appending its length takes two steps to trace. </think> "
                     f"<answer>\n{program}\n{self._fence('input', task.inputs[0])}\n</answer>")
