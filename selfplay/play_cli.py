@@ -25,7 +25,7 @@ import yaml
 from selfplay.agents import make_agent
 from selfplay.agents.base import Agent
 from selfplay.games.base import Game
-from selfplay.runs import ModelSource, latest_checkpoint, resolve_model  # noqa: F401 (re-exported)
+from selfplay.runs import ModelSource, resolve_model
 
 SHOWN_TEXT_CHARS = 600  # a rambling model's response is cut when shown
 

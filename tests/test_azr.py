@@ -374,7 +374,7 @@ def test_the_worked_examples_are_right(box):
     """`prompt: example` shows one exchange per (type, role) before the question; each
     example response must be one the checker accepts (a valid proposal with the outputs the
     example states, a correct answer), or the model would copy a wrong one."""
-    style = ChatStyle()
+    style = ChatStyle(worked_example=True)
     checker, task = Checker(box, style, timeout_s=2.0, induction_inputs=10), style.EXAMPLE
     for kind in TASK_TYPES:
         question, response = style.example(kind, "propose", 5)
@@ -383,9 +383,11 @@ def test_the_worked_examples_are_right(box):
         assert verdict.task.outputs == (task.outputs if kind == "induction" else task.outputs[:1])
         question, response = style.example(kind, "solve", 5)
         assert checker.grade(kind, [task], [response], shown=5)[0].correct, kind
-        assert question == style.with_example_format(style.solve_prompt(kind, task, 5))
+        assert question == style.solve_prompt(kind, task, 5)
         assert "your reasoning" not in question  # the placeholder small models copy
-    assert CompactStyle().example("deduction", "solve", 5) is None
+    assert "your reasoning" in ChatStyle().solve_prompt("deduction", task, 5)  # the paper's format
+    assert ChatStyle().example("deduction", "solve", 5) is None
+    assert CompactStyle(worked_example=True).example("deduction", "solve", 5) is None
 
 
 def test_chat_style_runs_end_to_end_and_prompts_end_with_think(tmp_path):
@@ -402,10 +404,10 @@ def test_chat_style_runs_end_to_end_and_prompts_end_with_think(tmp_path):
     question = recipe.style.solve_prompt("deduction", recipe.buffers["deduction"][0], 5)
     ids = recipe.prompt_ids("deduction", "solve", question)
     assert recipe.policy.tokenizer.decode(ids).endswith("<think>")
-    recipe.cfg = recipe.cfg.model_copy(update={"prompt": "example"})
+    paper_style, recipe.style = recipe.style, ChatStyle(worked_example=True)  # as `prompt: example` makes it
     text = recipe.policy.tokenizer.decode(recipe.prompt_ids("deduction", "solve", "QUESTION"))
     assert text.index(ChatStyle.EXAMPLE.outputs[0]) < text.index("QUESTION") and text.endswith("<think>")
-    recipe.cfg = recipe.cfg.model_copy(update={"prompt": "paper"})
+    recipe.style = paper_style
     trainer.train()
     row = read_metrics(tmp_path)[-1]
     # a random model writes no <think>...</answer>: every response is badly formatted, scored -1

@@ -143,7 +143,7 @@ class AZRRecipe(Recipe):
 
     def __init__(self, cfg: Config, policy, context):
         super().__init__(cfg, policy, context)
-        self.style = make_style(cfg.style)
+        self.style = make_style(cfg.style, worked_example=cfg.prompt == "example")
         box = cfg.sandbox
         # Starts the workers now: a missing isolation layer stops the run here, saying which.
         self.sandbox = Sandbox(SandboxConfig(workers=box.workers, timeout_s=box.timeout_s, memory_mb=box.memory_mb,
@@ -182,10 +182,10 @@ class AZRRecipe(Recipe):
         """The prompt's ids; in chat style they end with the opening `<think>`, as the paper's do,
         and `prompt: example` puts a worked exchange for (kind, role) before the question."""
         tokenizer = self.policy.tokenizer
-        example = self.style.example(kind, role, self.cfg.induction_shown) if self.cfg.prompt == "example" else None
+        example = self.style.example(kind, role, self.cfg.induction_shown)
         if example:
             messages = [{"role": "user", "content": example[0]}, {"role": "assistant", "content": example[1]},
-                        {"role": "user", "content": self.style.with_example_format(text)}]
+                        {"role": "user", "content": text}]
             ids = render_messages(tokenizer, messages, use_chat_template=self.policy.use_chat_template)
         else:
             ids = style_prompt_ids(tokenizer, text, self.cfg.style, self.policy.use_chat_template)

@@ -169,6 +169,9 @@ def ast_size(source: str) -> int:
 class Style:
     name: str
 
+    def __init__(self, worked_example: bool = False):
+        self.worked_example = worked_example  # `prompt: example`: a worked exchange before each question
+
     def alphabet(self, kind: str, role: str) -> str | None:
         """The characters a response to (kind, role) is sampled from; None: any token."""
         return None
@@ -201,7 +204,7 @@ class Style:
 
     def example(self, kind: str, role: str, shown: int) -> tuple[str, str] | None:
         """A worked exchange for (kind, role), a question and its ideal response, to show before
-        the real question (`prompt: example`); None: the style has none."""
+        the real question (`prompt: example`); None: none asked for, or the style has none."""
         return None
 
 
@@ -229,6 +232,10 @@ class ChatStyle(Style):
 
     name = "chat"
 
+    @property
+    def answer_format(self) -> str:
+        return EXAMPLE_FORMAT if self.worked_example else CHAT_FORMAT
+
     def _fence(self, kind: str, body: str) -> str:
         return f"```{kind}\n{body}\n```"
 
@@ -242,14 +249,14 @@ class ChatStyle(Style):
                     "Write 10 different inputs for it, each in its own ```input``` fence as the arguments "
                     "of a call to f (e.g. 'abc', 3), and a message in a ```message``` fence that would "
                     "help someone who sees half of the inputs and outputs to write the program.\n"
-                    + CHAT_FORMAT)
+                    + self.answer_format)
         question = ("predict its output from the program and the input" if kind == "deduction"
                     else "find an input that gives the output, from the program and the output")
         shown = "\n\n".join(self._reference(t) for t in references)
         return (f"Write a new Python program and one input for it, to test whether someone can "
                 f"{question}. Make it different from these examples:\n\n{shown}\n\n{CHAT_PROGRAM_RULES}\n"
                 "Give the program in a ```python``` fence and the input, the arguments of a call to f, "
-                "in an ```input``` fence.\n" + CHAT_FORMAT)
+                "in an ```input``` fence.\n" + self.answer_format)
 
     def parse_proposal(self, kind, text, given):
         content = self._answer(text)
@@ -272,15 +279,15 @@ class ChatStyle(Style):
         if kind == "deduction":
             return (f"Given this program and input, predict the output.\n{program}\n"
                     f"{self._fence('input', task.inputs[0])}\nGive the output as a Python literal in an "
-                    "```output``` fence.\n" + CHAT_FORMAT)
+                    "```output``` fence.\n" + self.answer_format)
         if kind == "abduction":
             return (f"Given this program and output, find an input that produces the output.\n{program}\n"
                     f"{self._fence('output', task.outputs[0])}\nGive the input, the arguments of a call "
-                    "to f as Python literals, in an ```input``` fence.\n" + CHAT_FORMAT)
+                    "to f as Python literals, in an ```input``` fence.\n" + self.answer_format)
         pairs = "\n".join(f"{self._fence('input', x)}\n{self._fence('output', y)}"
                           for x, y in zip(task.inputs[:shown], task.outputs[:shown]))
         return (f"Write a Python function f that maps each input to its output.\nMessage: {task.message}\n"
-                f"{pairs}\nGive the program in a ```python``` fence.\n" + CHAT_FORMAT)
+                f"{pairs}\nGive the program in a ```python``` fence.\n" + self.answer_format)
 
     def parse_answer(self, kind, text):
         content = self._answer(text)
@@ -305,14 +312,8 @@ class ChatStyle(Style):
         "The input reversed, followed by its length.")
 
     def example(self, kind, role, shown):
-        question, response = self._example(kind, role, shown)
-        return self.with_example_format(question), response
-
-    @staticmethod
-    def with_example_format(question: str) -> str:
-        return question.replace(CHAT_FORMAT, EXAMPLE_FORMAT)
-
-    def _example(self, kind, role, shown):
+        if not self.worked_example:
+            return None
         task = self.EXAMPLE
         program = self._fence("python", task.program)
         if role == PROPOSE and kind == "induction":
@@ -412,10 +413,10 @@ class CompactStyle(Style):
 STYLES: dict[str, type[Style]] = {"chat": ChatStyle, "compact": CompactStyle}
 
 
-def make_style(name: str) -> Style:
+def make_style(name: str, worked_example: bool = False) -> Style:
     if name not in STYLES:
         raise ValueError(f"unknown style {name!r}; available: {', '.join(STYLES)}")
-    return STYLES[name]()
+    return STYLES[name](worked_example)
 
 
 # ---- checking proposals ---------------------------------------------------------------------
