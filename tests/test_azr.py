@@ -13,7 +13,8 @@ import pytest
 
 from selfplay.config import load_config
 from selfplay.metrics import read_metrics
-from selfplay.recipes.azr import AZRRecipe, Config
+from selfplay.models.generation import Generation
+from selfplay.recipes.azr import AZRRecipe, Config, finished
 from selfplay.sandbox import Sandbox
 from selfplay.trainer_cli import resolve_preset
 from selfplay.tasks.programs import (TASK_TYPES, Answer, Checker, ChatStyle, CompactStyle, ProgramTask, Verdict,
@@ -159,12 +160,42 @@ def test_compact_proposals_are_real_python(compact):
     assert not few.valid and few.well_formatted and not bad.well_formatted
 
 
+def test_compact_templates_take_one_digit_a_slot_and_the_input(box):
+    """`templates`: the prompt shows the program with `_` for each slot, and the proposer
+    writes digits only, one per slot and then the input: it cannot write the identity."""
+    style = CompactStyle(templated=True)
+    checker = Checker(box, style, timeout_s=2.0)
+    seed = ProgramTask("a", ("1",), ("1",))
+    assert style.propose_prompt("deduction", [seed], None, "a*{}+{}") == "PD:a|1>a*_+_"
+    assert style.alphabet("deduction", "propose") == "0123456789"
+    assert CompactStyle().alphabet("deduction", "propose") == CompactStyle.EXPRESSION + "|"
+    assert style.alphabet("abduction", "solve") == "0123456789"  # an input is one digit
+    texts = ["315", "31", "3a5", "05", "54"]
+    verdicts = checker.check_proposals("deduction", texts, [None] * 5, ["a*{}+{}", "a*{}+{}", "a*{}+{}", "a%{}", "{}-a"])
+    assert [v.valid for v in verdicts] == [True, False, False, False, True]
+    assert verdicts[0].task.program == "a*3+1" and verdicts[0].task.outputs == ("16",)
+    assert [v.well_formatted for v in verdicts[1:3]] == [False, False]
+    assert "ZeroDivisionError" in verdicts[3].reason  # `a%0`
+    assert verdicts[4].task.program == "5-a" and verdicts[4].task.outputs == ("1",)
+
+
 # ---- answers: grading and the original's reward hacks ----------------------------------------------
 TASK = ProgramTask("def f(a):\n    return a * 2", ("3",), ("6",))
 
 
 def grade(checker, kind, task, *answers, shown=5) -> list[Answer]:
     return checker.grade(kind, [task] * len(answers), list(answers), shown=shown)
+
+
+def test_a_response_cut_at_the_length_limit_is_badly_formatted(compact):
+    """`13` cut at a 2-token limit never ended (it may have been on its way to `137`): it is
+    not the answer 13; `13` and then the stop token is."""
+    task = ProgramTask("a*3+4", ("3",), ("13",))
+    cut, ended = (Generation([1], [5, 6], [0.0, 0.0], "13", truncated) for truncated in (True, False))
+    assert [g.correct for g in grade(compact, "deduction", task, finished(ended))] == [True]
+    assert [(g.correct, g.well_formatted) for g in grade(compact, "deduction", task, finished(cut))] == [(False, False)]
+    assert not compact.check_proposals("deduction", [finished(Generation([1], [5, 6, 7], [0.0] * 3, "*3|5", True))],
+                                       [None])[0].well_formatted
 
 
 def test_deduction_compares_type_and_value_and_runs_nothing(chat, box):
@@ -273,6 +304,12 @@ def test_config_errors_are_one_line():
         load_config(PRESET, ["recipe.sandbox.require=[moat]"])
     with pytest.raises(ValueError, match="prompt: example is for style chat"):
         load_config(PRESET, ["recipe.prompt=example"])
+    with pytest.raises(ValueError, match="'a/{}' is not a compact expression with {} slots"):
+        load_config(PRESET, ["recipe.templates=['a+{}', 'a/{}']"])
+    with pytest.raises(ValueError, match="'a\\+1' is not a compact expression with {} slots"):
+        load_config(PRESET, ["recipe.templates=['a+1']"])
+    with pytest.raises(ValueError, match="templates are for style compact"):
+        load_config(PRESET, ["recipe.style=chat", "recipe.sandbox.output_max_chars=200", "recipe.templates=['a+{}']"])
 
 
 def test_a_run_without_a_required_isolation_layer_stops_at_start_saying_which(tmp_path):
@@ -394,8 +431,9 @@ def test_chat_style_runs_end_to_end_and_prompts_end_with_think(tmp_path):
     from selfplay.trainer import Trainer
 
     with pytest.raises(ValueError, match="output_max_chars"):
-        load_config(PRESET, ["recipe.style=chat"])  # the tiny preset's 4-character outputs
-    cfg = load_config(PRESET, ["steps=1", "eval.every=1", "recipe.style=chat", "recipe.sandbox.output_max_chars=200",
+        load_config(PRESET, ["recipe.style=chat", "recipe.templates=[]"])  # the tiny preset's 4-character outputs
+    cfg = load_config(PRESET, ["steps=1", "eval.every=1", "recipe.style=chat", "recipe.templates=[]",
+                               "recipe.sandbox.output_max_chars=200",
                                "recipe.propose_max_new_tokens=12",
                                "recipe.solve_max_new_tokens=12", *SMALL])
     trainer = Trainer(cfg, tmp_path)

@@ -33,6 +33,10 @@ Choices, each an option (the original's in brackets):
   complexity the AST nodes beyond the seed program's.
 - `seed_programs` (0 by default; the authors use 256): before the first step, grow the
   deduction and abduction buffers to this many valid programs with the untrained model.
+- `templates` (compact style; none by default): each deduction or abduction proposal is
+  given a program with `{}` slots, drawn uniformly, and writes only digits, the constants
+  and the input. A random model cannot write the whole expression often enough to learn
+  from it, and one that can write `a|1` settles on the identity program (docs/azr.md).
 - Held-out evaluation programs (selfplay.evals.program_bank) are rejected as proposals,
   so no training run proposes them.
 
@@ -59,11 +63,18 @@ from selfplay.recipes import Batch, Evaluation, Recipe, RecipeSection
 from selfplay.rollout.sample import Sample
 from selfplay.sandbox import LAYERS, Sandbox, SandboxConfig
 from selfplay.seeding import derive_seed
-from selfplay.tasks.programs import (PROPOSE, SOLVE, TASK_TYPES, Checker, ProgramTask, ast_size, held_out_tasks,
-                                     make_style, program_distance)
+from selfplay.tasks.programs import (PROPOSE, SOLVE, TASK_TYPES, Checker, CompactStyle, ProgramTask, ast_size,
+                                     held_out_tasks, make_style, program_distance)
 
 CHAT_OUTPUTS = 200  # the longest output of a held-out chat program (selfplay.evals.program_bank)
 PER_TYPE = {"deduction": 64, "abduction": 64, "induction": 64}  # the paper's batch: 64 per (type, role)
+
+
+def finished(generation) -> str | None:
+    """The response's text, or None (badly formatted) if it ran into the length limit: it never
+    said it was done. A compact answer cut at `013` would otherwise be graded as the number 13,
+    and nothing would keep the stop token in a model that shares it between roles."""
+    return None if generation.truncated else generation.text
 
 
 def by_type(kinds: list[str], run) -> list:
@@ -110,6 +121,10 @@ class Config(RecipeSection):
     intrinsic_max: float = Field(0.5, ge=0)
     buffer_size: int = Field(16_384, gt=0)  # per task type; the newest entries are kept
     seed_programs: int = Field(0, ge=0)  # grow the seed buffers to this many programs before training
+    # compact style: each deduction or abduction proposal gets one of these programs, drawn
+    # uniformly, and writes a digit for each `{}` slot and then the input (`a*{}+{}` and `315`:
+    # `a*3+1` with input 5). Empty: the proposer writes the whole expression after `a`.
+    templates: list[str] = []
     propose_max_new_tokens: int | None = Field(None, gt=0)  # None: sampling.max_new_tokens
     solve_max_new_tokens: int | None = Field(None, gt=0)
     sandbox: SandboxSection = SandboxSection()
@@ -129,6 +144,12 @@ class Config(RecipeSection):
         if self.style == "chat" and self.sandbox.output_max_chars < CHAT_OUTPUTS:
             raise ValueError(f"sandbox.output_max_chars: the held-out chat programs return up to {CHAT_OUTPUTS} "
                              f"characters; use at least {CHAT_OUTPUTS} with style chat")
+        if self.templates and self.style != "compact":
+            raise ValueError("templates are for style compact (chat proposals write the whole program)")
+        for template in self.templates:
+            if "{}" not in template or set(template.replace("{}", "")) - set(CompactStyle.EXPRESSION):
+                raise ValueError(f"templates: {template!r} is not a compact expression with {{}} slots "
+                                 f"(characters {CompactStyle.EXPRESSION})")
         if self.prompt == "example" and self.style != "chat":
             raise ValueError("prompt: example is for style chat (compact prompts have no worked example)")
         for layer in self.sandbox.require:
@@ -143,7 +164,7 @@ class AZRRecipe(Recipe):
 
     def __init__(self, cfg: Config, policy, context):
         super().__init__(cfg, policy, context)
-        self.style = make_style(cfg.style, worked_example=cfg.prompt == "example")
+        self.style = make_style(cfg.style, worked_example=cfg.prompt == "example", templated=bool(cfg.templates))
         box = cfg.sandbox
         # Starts the workers now: a missing isolation layer stops the run here, saying which.
         self.sandbox = Sandbox(SandboxConfig(workers=box.workers, timeout_s=box.timeout_s, memory_mb=box.memory_mb,
@@ -214,10 +235,10 @@ class AZRRecipe(Recipe):
         sandbox_before, programs_before = self.checker.sandbox_seconds, self.checker.programs_run
         # Propose, for the three types at once; then validate in the sandbox.
         asks = [(kind, given) for kind in TASK_TYPES for given in self.givens(kind, cfg.propose.get(kind, 0), rng)]
-        proposals = self.generate([(kind, PROPOSE, self.style.propose_prompt(kind, refs, program))
-                                   for kind, (refs, program) in asks], derive_seed(self.context.seed, 4 * step, "generation"))
+        proposals = self.generate([(kind, PROPOSE, self.style.propose_prompt(kind, *given))
+                                   for kind, given in asks], derive_seed(self.context.seed, 4 * step, "generation"))
         verdicts = by_type([kind for kind, _ in asks], lambda kind, mine: self.checker.check_proposals(
-            kind, [proposals[i].text for i in mine], [asks[i][1][1] for i in mine]))
+            kind, [finished(proposals[i]) for i in mine], [asks[i][1][1] for i in mine], [asks[i][1][2] for i in mine]))
         valid = {kind: [v.task for (k, _), v in zip(asks, verdicts) if k == kind and v.valid] for kind in TASK_TYPES}
         # Solve tasks: last step's proposals (or this step's), filled up from the buffers.
         source = self.pending if cfg.solver_tasks == "previous" else valid
@@ -229,11 +250,11 @@ class AZRRecipe(Recipe):
         answers = self.generate([(kind, SOLVE, self.style.solve_prompt(kind, task, cfg.induction_shown))
                                  for kind, task, _ in jobs], derive_seed(self.context.seed, 4 * step + 1, "generation"))
         grades = by_type([kind for kind, _, _ in jobs], lambda kind, mine: self.checker.grade(
-            kind, [jobs[i][1] for i in mine], [answers[i].text for i in mine], cfg.induction_shown))
+            kind, [jobs[i][1] for i in mine], [finished(answers[i]) for i in mine], cfg.induction_shown))
         solved = Counter(owner for (_, _, owner), grade in zip(jobs, grades) if owner is not None and grade.correct)
         # Samples: proposals and solver answers, with their rewards.
         samples = []
-        for n, ((kind, (references, _)), generation, verdict) in enumerate(zip(asks, proposals, verdicts)):
+        for n, ((kind, (references, _, _)), generation, verdict) in enumerate(zip(asks, proposals, verdicts)):
             s = solved[n] / cfg.attempts if verdict.valid else None
             intrinsic = self.intrinsic_reward(verdict, references)
             reward = self.propose_reward(verdict, s) + intrinsic
@@ -257,14 +278,16 @@ class AZRRecipe(Recipe):
         metrics["azr/sandbox_programs"] = self.checker.programs_run - programs_before
         return Batch(samples, metrics)
 
-    def givens(self, kind: str, count: int, rng: random.Random) -> list[tuple[list[ProgramTask], ProgramTask | None]]:
-        """What each proposer of `kind` sees: K references (deduction, abduction), or the program
-        to write inputs for (induction, from the deduction and abduction buffers)."""
+    def givens(self, kind: str, count: int, rng: random.Random) -> list[tuple[list[ProgramTask], ProgramTask | None, str]]:
+        """What each proposer of `kind` sees: K references and a program template if there are
+        any (deduction, abduction), or the program to write inputs for (induction, from the
+        deduction and abduction buffers)."""
         if kind == "induction":
             programs = self.buffers["deduction"] + self.buffers["abduction"]
-            return [([], rng.choice(programs)) for _ in range(count)]
-        buffer = self.buffers[kind]
-        return [(rng.sample(buffer, min(self.cfg.references, len(buffer))), None) for _ in range(count)]
+            return [([], rng.choice(programs), "") for _ in range(count)]
+        buffer, templates = self.buffers[kind], self.cfg.templates
+        return [(rng.sample(buffer, min(self.cfg.references, len(buffer))), None, rng.choice(templates) if templates else "")
+                for _ in range(count)]
 
     def fill(self, kind: str, tasks: list[ProgramTask], count: int, rng: random.Random) -> list[ProgramTask]:
         """`count` solver tasks: the given ones first, then draws from the buffer."""
@@ -337,11 +360,12 @@ class AZRRecipe(Recipe):
                 break
             rng = random.Random(derive_seed(self.context.seed, -1 - round_, "prompts"))
             asks = [(kind, given) for kind in short for given in self.givens(kind, self.cfg.propose.get(kind, 64) or 64, rng)]
-            texts = [g.text for g in self.generate([(k, PROPOSE, self.style.propose_prompt(k, r, p)) for k, (r, p) in asks],
+            texts = [finished(g) for g in self.generate([(k, PROPOSE, self.style.propose_prompt(k, *given)) for k, given in asks],
                                                    derive_seed(self.context.seed, -1 - round_, "generation"))]
             for kind in short:
                 mine = [i for i, (k, _) in enumerate(asks) if k == kind]
-                verdicts = self.checker.check_proposals(kind, [texts[i] for i in mine], [None] * len(mine))
+                verdicts = self.checker.check_proposals(kind, [texts[i] for i in mine], [None] * len(mine),
+                                                        [asks[i][1][2] for i in mine])
                 self.add(kind, [v.task for v in verdicts if v.valid])
         self.seeded = True
 
@@ -390,7 +414,7 @@ class AZRRecipe(Recipe):
             generations = self.generate([(kind, SOLVE, text) for text in texts],
                                         derive_seed(self.context.seed, step, "evaluation"),
                                         generator=self.policy.eval_generator, temperature=self.context.eval_sampling.temperature)
-            grades = self.checker.grade(kind, tasks, [g.text for g in generations], self.cfg.induction_shown)
+            grades = self.checker.grade(kind, tasks, [finished(g) for g in generations], self.cfg.induction_shown)
             metrics[f"eval/azr/{kind}/solve_rate"] = sum(g.correct for g in grades) / len(grades)
             metrics[f"eval/azr/{kind}/format_errors"] = sum(not g.well_formatted for g in grades) / len(grades)
             rows += [{"step": step, "task": kind, "prompt": text, "response": g.text, "correct": grade.correct,

@@ -169,8 +169,9 @@ def ast_size(source: str) -> int:
 class Style:
     name: str
 
-    def __init__(self, worked_example: bool = False):
+    def __init__(self, worked_example: bool = False, templated: bool = False):
         self.worked_example = worked_example  # `prompt: example`: a worked exchange before each question
+        self.templated = templated  # compact: deduction and abduction proposals fill a template's slots
 
     def alphabet(self, kind: str, role: str) -> str | None:
         """The characters a response to (kind, role) is sampled from; None: any token."""
@@ -180,10 +181,12 @@ class Style:
         """The Python source that defines f."""
         return program
 
-    def propose_prompt(self, kind: str, references: list[ProgramTask], given: ProgramTask | None) -> str:
+    def propose_prompt(self, kind: str, references: list[ProgramTask], given: ProgramTask | None,
+                       template: str = "") -> str:
+        """`template`: the program with `{}` slots for the proposer to fill (compact style)."""
         raise NotImplementedError
 
-    def parse_proposal(self, kind: str, text: str, given: ProgramTask | None) -> Proposal | str:
+    def parse_proposal(self, kind: str, text: str, given: ProgramTask | None, template: str = "") -> Proposal | str:
         """The proposal, or why the response is badly formatted."""
         raise NotImplementedError
 
@@ -243,7 +246,7 @@ class ChatStyle(Style):
         return "\n".join([self._fence("python", task.program.strip()), self._fence("input", task.inputs[0]),
                           self._fence("output", task.outputs[0])])
 
-    def propose_prompt(self, kind, references, given):
+    def propose_prompt(self, kind, references, given, template=""):
         if kind == "induction":
             return (f"Here is a Python program:\n{self._fence('python', given.program.strip())}\n"
                     "Write 10 different inputs for it, each in its own ```input``` fence as the arguments "
@@ -258,7 +261,7 @@ class ChatStyle(Style):
                 "Give the program in a ```python``` fence and the input, the arguments of a call to f, "
                 "in an ```input``` fence.\n" + self.answer_format)
 
-    def parse_proposal(self, kind, text, given):
+    def parse_proposal(self, kind, text, given, template=""):
         content = self._answer(text)
         if content is None:
             return "badly formatted: expected <think>...</think> <answer>...</answer>"
@@ -349,11 +352,14 @@ class ChatStyle(Style):
 
 
 class CompactStyle(Style):
-    """Tiny models on a CPU: programs are one expression over `a` that starts with `a`, inputs
-    one digit (0-9), as in the held-out bank.
+    """Tiny models on a CPU: programs are one expression over `a` (written after the prompt's
+    `a`), inputs one digit (0-9), as in the held-out bank. `templated`: the recipe draws a
+    template for each deduction and abduction proposal (`a*{}+{}`, `{}-a`) and the proposer
+    writes only digits, one per slot and then the input.
 
     Prompts (the first letter says the role, the second the task type):
         propose deduction/abduction  `PD:a|1;a+3|2>a` ->  `*3+1|5`      (K references; the program is `a*3+1`)
+                          templated  `PD:a|1;a+3|2>a*_+_` -> `315` (the same program and input)
         propose induction            `PI:a*3+1>`      ->  `1527`        (inputs 1, 5, 2 and 7)
         solve deduction              `SD:a*3+1|5=`    ->  `16`
         solve abduction              `SA:a*3+1=16|`   ->  `5`
@@ -364,28 +370,35 @@ class CompactStyle(Style):
     EXPRESSION = "a0123456789+-*%"
 
     def alphabet(self, kind, role):
-        """What each answer is written in: an expression and an input (`a*3+1|5`), inputs
-        (`152`), a number (`-16`) or an expression: the grammar a random model starts from."""
+        """What each answer is written in: an expression and an input (`a*3+1|5`), digits
+        (inputs, or a template's constants and input), an output (`-16`), an input (`5`) or an
+        expression: the grammar a random model starts from."""
         if role == PROPOSE:
-            return "0123456789" if kind == "induction" else self.EXPRESSION + "|"
-        return self.EXPRESSION if kind == "induction" else "0123456789-"
+            return "0123456789" if kind == "induction" or self.templated else self.EXPRESSION + "|"
+        return {"deduction": "0123456789-", "abduction": "0123456789", "induction": self.EXPRESSION}[kind]
 
     def source(self, program):
         return f"def f(a):\n    return {program.strip()}"
 
-    def propose_prompt(self, kind, references, given):
+    def propose_prompt(self, kind, references, given, template=""):
         if kind == "induction":
             return f"PI:{given.program}>"
         shown = ";".join(f"{t.program}|{t.inputs[0]}" for t in references)
-        return f"P{kind[0].upper()}:{shown}>a"  # the program starts with `a`: the prompt's last character
+        # the program's first character, `a`, or the template with `_` for each slot
+        return f"P{kind[0].upper()}:{shown}>{template.replace('{}', '_') if template else 'a'}"
 
-    def parse_proposal(self, kind, text, given):
+    def parse_proposal(self, kind, text, given, template=""):
         text = (text or "").strip()
         if kind == "induction":  # one digit an input: `1527` is 1, 5, 2, 7
             if not text.isdigit():
                 return "badly formatted: expected digits, one input each"
             return Proposal(given.program, tuple(text))
         # The input is one digit (as in the held-out bank, so outputs stay a few characters).
+        if template:
+            slots = template.count("{}")
+            if len(text) != slots + 1 or not text.isdigit():
+                return f"badly formatted: expected {slots + 1} digits (the template's slots, then the input)"
+            return Proposal(template.format(*text[:-1]), (text[-1],))
         program, bar, x = text.partition("|")
         if not bar or len(x) != 1 or not x.isdigit():
             return "badly formatted: expected program|digit"
@@ -413,10 +426,10 @@ class CompactStyle(Style):
 STYLES: dict[str, type[Style]] = {"chat": ChatStyle, "compact": CompactStyle}
 
 
-def make_style(name: str, worked_example: bool = False) -> Style:
+def make_style(name: str, worked_example: bool = False, templated: bool = False) -> Style:
     if name not in STYLES:
         raise ValueError(f"unknown style {name!r}; available: {', '.join(STYLES)}")
-    return STYLES[name](worked_example)
+    return STYLES[name](worked_example, templated)
 
 
 # ---- checking proposals ---------------------------------------------------------------------
@@ -433,12 +446,14 @@ class Checker:
     sandbox_seconds: float = field(default=0.0)  # wall time spent waiting on the sandbox
     programs_run: int = field(default=0)  # program runs sent to the sandbox (each a fresh process)
 
-    def check_proposals(self, kind: str, texts: list[str], given: list[ProgramTask | None]) -> list[Verdict]:
-        """One Verdict per response: valid with its task, or invalid with the reason."""
+    def check_proposals(self, kind: str, texts: list[str], given: list[ProgramTask | None],
+                        templates: list[str] | None = None) -> list[Verdict]:
+        """One Verdict per response: valid with its task, or invalid with the reason. `templates`:
+        each proposal's program template, if the prompt gave one (compact style)."""
         verdicts: list[Verdict | None] = [None] * len(texts)
         runs: list[tuple[int, Proposal, tuple[str, ...]]] = []  # (response, proposal, canonical inputs)
-        for i, (text, program) in enumerate(zip(texts, given)):
-            parsed = self.style.parse_proposal(kind, text, program)
+        for i, (text, program, template) in enumerate(zip(texts, given, templates or [""] * len(texts))):
+            parsed = self.style.parse_proposal(kind, text, program, template)
             if isinstance(parsed, str):
                 verdicts[i] = Verdict(False, parsed, well_formatted=False)
                 continue
