@@ -52,7 +52,7 @@ import random
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from pydantic import Field, model_validator
 
@@ -70,9 +70,17 @@ CHAT_OUTPUTS = 200  # the longest output of a held-out chat program (selfplay.ev
 PER_TYPE = {"deduction": 64, "abduction": 64, "induction": 64}  # the paper's batch: 64 per (type, role)
 
 
+class Given(NamedTuple):
+    """What one proposer sees (the arguments of `Style.propose_prompt` after the task type)."""
+
+    references: list[ProgramTask]  # K tasks from its type's buffer (deduction, abduction)
+    program: ProgramTask | None  # induction: the program to write inputs for
+    template: str  # compact `templates`: the program with `{}` slots to fill; "" for none
+
+
 def finished(generation) -> str | None:
     """The response's text, or None (badly formatted) if it ran into the length limit: it never
-    said it was done. A compact answer cut at `013` would otherwise be graded as the number 13,
+    said it was done. A compact answer `13` cut at two tokens would otherwise be graded as 13,
     and nothing would keep the stop token in a model that shares it between roles."""
     return None if generation.truncated else generation.text
 
@@ -238,7 +246,8 @@ class AZRRecipe(Recipe):
         proposals = self.generate([(kind, PROPOSE, self.style.propose_prompt(kind, *given))
                                    for kind, given in asks], derive_seed(self.context.seed, 4 * step, "generation"))
         verdicts = by_type([kind for kind, _ in asks], lambda kind, mine: self.checker.check_proposals(
-            kind, [finished(proposals[i]) for i in mine], [asks[i][1][1] for i in mine], [asks[i][1][2] for i in mine]))
+            kind, [finished(proposals[i]) for i in mine], [asks[i][1].program for i in mine],
+            [asks[i][1].template for i in mine]))
         valid = {kind: [v.task for (k, _), v in zip(asks, verdicts) if k == kind and v.valid] for kind in TASK_TYPES}
         # Solve tasks: last step's proposals (or this step's), filled up from the buffers.
         source = self.pending if cfg.solver_tasks == "previous" else valid
@@ -254,9 +263,9 @@ class AZRRecipe(Recipe):
         solved = Counter(owner for (_, _, owner), grade in zip(jobs, grades) if owner is not None and grade.correct)
         # Samples: proposals and solver answers, with their rewards.
         samples = []
-        for n, ((kind, (references, _, _)), generation, verdict) in enumerate(zip(asks, proposals, verdicts)):
+        for n, ((kind, given), generation, verdict) in enumerate(zip(asks, proposals, verdicts)):
             s = solved[n] / cfg.attempts if verdict.valid else None
-            intrinsic = self.intrinsic_reward(verdict, references)
+            intrinsic = self.intrinsic_reward(verdict, given.references)
             reward = self.propose_reward(verdict, s) + intrinsic
             samples.append(self.sample(generation, kind, PROPOSE, reward, step, n, {
                 "intrinsic": intrinsic,
@@ -278,16 +287,16 @@ class AZRRecipe(Recipe):
         metrics["azr/sandbox_programs"] = self.checker.programs_run - programs_before
         return Batch(samples, metrics)
 
-    def givens(self, kind: str, count: int, rng: random.Random) -> list[tuple[list[ProgramTask], ProgramTask | None, str]]:
+    def givens(self, kind: str, count: int, rng: random.Random) -> list[Given]:
         """What each proposer of `kind` sees: K references and a program template if there are
         any (deduction, abduction), or the program to write inputs for (induction, from the
         deduction and abduction buffers)."""
         if kind == "induction":
             programs = self.buffers["deduction"] + self.buffers["abduction"]
-            return [([], rng.choice(programs), "") for _ in range(count)]
+            return [Given([], rng.choice(programs), "") for _ in range(count)]
         buffer, templates = self.buffers[kind], self.cfg.templates
-        return [(rng.sample(buffer, min(self.cfg.references, len(buffer))), None, rng.choice(templates) if templates else "")
-                for _ in range(count)]
+        return [Given(rng.sample(buffer, min(self.cfg.references, len(buffer))), None,
+                      rng.choice(templates) if templates else "") for _ in range(count)]
 
     def fill(self, kind: str, tasks: list[ProgramTask], count: int, rng: random.Random) -> list[ProgramTask]:
         """`count` solver tasks: the given ones first, then draws from the buffer."""
@@ -365,7 +374,7 @@ class AZRRecipe(Recipe):
             for kind in short:
                 mine = [i for i, (k, _) in enumerate(asks) if k == kind]
                 verdicts = self.checker.check_proposals(kind, [texts[i] for i in mine], [None] * len(mine),
-                                                        [asks[i][1][2] for i in mine])
+                                                        [asks[i][1].template for i in mine])
                 self.add(kind, [v.task for v in verdicts if v.valid])
         self.seeded = True
 
