@@ -129,6 +129,8 @@ def final_eval(trainer: Trainer, before: dict, games: int, name: str = "") -> di
                 out[f"{key.removeprefix('eval/')}/{when}"] = [round(r["rate"], 3)] + [round(x, 3) for x in r["ci95"]]
         if trainer.cfg.recipe.name == "azr":
             out["training"] = azr_training(trainer.run_dir)
+            out["held_out_distinct_answers"] = {kind: round(after[f"eval/azr/{kind}/distinct_answers"], 3)
+                                                for kind in held_out}
         if trainer.cfg.recipe.name == "lsp":
             out["harder"] = lsp_harder(trainer.run_dir)
             if "eval/lsp/win_rate" in after:  # against the initial model, on the shipped requests

@@ -451,3 +451,32 @@ def test_chat_style_runs_end_to_end_and_prompts_end_with_think(tmp_path):
     # a random model writes no <think>...</answer>: every response is badly formatted, scored -1
     assert row["azr/deduction/format_errors"] == 1.0 and row["azr/deduction/solve_rate"] == 0.0
     assert "eval/azr/induction/solve_rate" in row
+    assert 0 < row["eval/azr/deduction/distinct_answers"] <= 1
+
+
+@pytest.mark.parametrize("train_attempts", [False, True])
+def test_learnability_attempts_are_solver_samples_only_with_train_attempts(tmp_path, train_attempts):
+    from selfplay.trainer import Trainer
+
+    cfg = load_config(PRESET, ["steps=1", "eval.every=0", *SMALL, f"recipe.train_attempts={train_attempts}"])
+    recipe = Trainer(cfg, tmp_path).recipe
+    batch = recipe.collect(0)
+    proposals = [s for s in batch.samples if s.role == "propose"]
+    answers = [s for s in batch.samples if s.role == "solve"]
+    attempts = [s for s in answers if s.info["attempt"]]
+    valid = sum(s.info["valid"] for s in proposals)
+    assert valid > 0  # the templates make the untrained model's proposals valid often
+    assert len(attempts) == (2 * valid if train_attempts else 0)  # recipe.attempts=2 per valid proposal
+    assert len(answers) - len(attempts) == 4 + 4 + 2  # the solver tasks of recipe.solve
+    for kind in TASK_TYPES:  # an attempt is graded like a solver answer; s is the share of its owner's right
+        mine = [s for s in proposals if s.task == kind and s.info["valid"]]
+        if train_attempts and mine:
+            right = sum(s.info["correct"] for s in attempts if s.task == kind)
+            assert right == round(sum(s.info["solve_rate"] for s in mine) * 2)
+        assert all(s.reward == (1.0 if s.info["correct"] else -0.5 if s.info["well_formatted"] else -1.0)
+                   for s in answers if s.task == kind)
+    # the step's solve rates are over the solver tasks alone, as without the option
+    for kind in ("deduction", "abduction"):
+        tasks = [s for s in answers if s.task == kind and not s.info["attempt"]]
+        assert batch.metrics[f"azr/{kind}/solve_rate"] == sum(s.info["correct"] for s in tasks) / len(tasks)
+    recipe.close()

@@ -22,6 +22,9 @@ Choices, each an option (the original's in brackets):
   equation). `code` [the authors' code] gives that proposal -0.5; `none` gives 0 to all three.
 - `solver_tasks: previous` [the original] or `same` (this step's proposals).
 - `token_weighted: false` (the paper's per-sequence TRR++) or true [the code's token weighting].
+- `train_attempts: false` [the paper]: the n learnability attempts only measure s. true: they
+  are solver samples too (n answers per valid proposal, already generated and graded), which
+  gives the solver n times the answers per step at no extra generation.
 - The validity checks of the original are replaced (ALGORITHMS.md lists its quirks): banned
   modules by any route (AST), determinism across processes, outputs whole up to
   `output_max_chars`, helper functions allowed, buffers deduplicated, keeping the newest.
@@ -119,6 +122,7 @@ class Config(RecipeSection):
     penalties: Literal["paper", "code", "none"] = "paper"
     solver_tasks: Literal["previous", "same"] = "previous"
     token_weighted: bool = False  # TRR++ weighted by response tokens (the authors' code)
+    train_attempts: bool = False  # the learnability attempts are solver samples too (not the paper's)
     # chat style: `paper` asks the question alone; `example` shows one worked exchange in the
     # exact format first (for small chat models, which follow an example, not a description)
     prompt: Literal["paper", "example"] = "paper"
@@ -252,8 +256,8 @@ class AZRRecipe(Recipe):
         # Solve tasks: last step's proposals (or this step's), filled up from the buffers.
         source = self.pending if cfg.solver_tasks == "previous" else valid
         solve_tasks = {kind: self.fill(kind, source[kind], cfg.solve.get(kind, 0), rng) for kind in TASK_TYPES}
-        # Learnability attempts (not trained on: their owner is the proposal's index) and
-        # solver answers (owner None), generated together, then graded.
+        # Learnability attempts (their owner is the proposal's index; trained on only with
+        # `train_attempts`) and solver answers (owner None), generated together, then graded.
         jobs = [(asks[i][0], v.task, i) for i, v in enumerate(verdicts) if v.valid for _ in range(cfg.attempts)]
         jobs += [(kind, task, None) for kind in TASK_TYPES for task in solve_tasks[kind]]
         answers = self.generate([(kind, SOLVE, self.style.solve_prompt(kind, task, cfg.induction_shown))
@@ -273,10 +277,10 @@ class AZRRecipe(Recipe):
                 "well_formatted": verdict.well_formatted, "solve_rate": s, "ast_nodes": verdict.ast_nodes,
                 "task": verdict.task.to_dict() if verdict.valid else None}))
         for n, ((kind, task, owner), generation, grade) in enumerate(zip(jobs, answers, grades), start=len(asks)):
-            if owner is None:
+            if owner is None or cfg.train_attempts:
                 samples.append(self.sample(generation, kind, SOLVE, self.solve_reward(grade), step, n, {
                     "text": generation.text, "correct": grade.correct, "reason": grade.reason,
-                    "well_formatted": grade.well_formatted, "task": task.to_dict()}))
+                    "well_formatted": grade.well_formatted, "task": task.to_dict(), "attempt": owner is not None}))
         for kind in TASK_TYPES:
             self.add(kind, valid[kind])
         self.pending = valid
@@ -383,7 +387,7 @@ class AZRRecipe(Recipe):
         metrics: dict[str, float] = {"time/azr_sandbox_s": sandbox_s}  # under time/: not exact across runs
         for kind in TASK_TYPES:
             proposed = [s for s in samples if s.task == kind and s.role == PROPOSE]
-            solved = [s for s in samples if s.task == kind and s.role == SOLVE]
+            solved = [s for s in samples if s.task == kind and s.role == SOLVE and not s.info["attempt"]]
             valid = [s for s in proposed if s.info["valid"]]
             prefix = f"azr/{kind}"
             if proposed:
@@ -413,7 +417,8 @@ class AZRRecipe(Recipe):
     # ---- evaluate -------------------------------------------------------------------------------
     def evaluate(self, step: int) -> Evaluation:
         """The fixed held-out tasks (selfplay.evals.program_bank), one answer each at the
-        evaluation temperature, graded in the sandbox: `eval/azr/<type>/solve_rate`. The
+        evaluation temperature, graded in the sandbox: `eval/azr/<type>/solve_rate`, and the
+        share of distinct answers `eval/azr/<type>/distinct_answers`. The
         transcripts hold a few answers and a few of the last step's proposals."""
         if not self.sandbox.started:  # evaluated again after the run closed it
             self.sandbox.start()
@@ -426,6 +431,9 @@ class AZRRecipe(Recipe):
             grades = self.checker.grade(kind, tasks, [finished(g) for g in generations], self.cfg.induction_shown)
             metrics[f"eval/azr/{kind}/solve_rate"] = sum(g.correct for g in grades) / len(grades)
             metrics[f"eval/azr/{kind}/format_errors"] = sum(not g.well_formatted for g in grades) / len(grades)
+            # a solver that answers the same whatever the program scores what that constant is
+            # right on: a few distinct answers say it learned the answers' marginal, not to read
+            metrics[f"eval/azr/{kind}/distinct_answers"] = len({g.text for g in generations}) / len(generations)
             rows += [{"step": step, "task": kind, "prompt": text, "response": g.text, "correct": grade.correct,
                       "reason": grade.reason} for text, g, grade in
                      list(zip(texts, generations, grades))[: self.cfg.eval_transcripts]]
