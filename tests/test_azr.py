@@ -455,10 +455,11 @@ def test_chat_style_runs_end_to_end_and_prompts_end_with_think(tmp_path):
 
 
 @pytest.mark.parametrize("train_attempts", [False, True])
-def test_learnability_attempts_are_solver_samples_only_with_train_attempts(tmp_path, train_attempts):
+def test_attempts_are_solver_samples_only_with_train_attempts_and_solve_weight(tmp_path, train_attempts):
     from selfplay.trainer import Trainer
 
-    cfg = load_config(PRESET, ["steps=1", "eval.every=0", *SMALL, f"recipe.train_attempts={train_attempts}"])
+    cfg = load_config(PRESET, ["steps=1", "eval.every=0", *SMALL, f"recipe.train_attempts={train_attempts}",
+                               "recipe.solve_weight=3"])
     recipe = Trainer(cfg, tmp_path).recipe
     batch = recipe.collect(0)
     proposals = [s for s in batch.samples if s.role == "propose"]
@@ -468,6 +469,8 @@ def test_learnability_attempts_are_solver_samples_only_with_train_attempts(tmp_p
     assert valid > 0  # the templates make the untrained model's proposals valid often
     assert len(attempts) == (2 * valid if train_attempts else 0)  # recipe.attempts=2 per valid proposal
     assert len(answers) - len(attempts) == 4 + 4 + 2  # the solver tasks of recipe.solve
+    # solve_weight: the solver's samples weigh 3 in the loss, the proposer's 1
+    assert {s.weight for s in answers} == {3.0} and {s.weight for s in proposals} == {1.0}
     for kind in TASK_TYPES:  # an attempt is graded like a solver answer; s is the share of its owner's right
         mine = [s for s in proposals if s.task == kind and s.info["valid"]]
         if train_attempts and mine:

@@ -22,6 +22,8 @@ Choices, each an option (the original's in brackets):
   equation). `code` [the authors' code] gives that proposal -0.5; `none` gives 0 to all three.
 - `solver_tasks: previous` [the original] or `same` (this step's proposals).
 - `token_weighted: false` (the paper's per-sequence TRR++) or true [the code's token weighting].
+- `solve_weight: 1` [the paper]: the solver samples' weight in the loss; above 1 it is a
+  larger step for the solver alone.
 - `train_attempts: false` [the paper]: the n learnability attempts only measure s. true: they
   are solver samples too (n answers per valid proposal, already generated and graded), which
   gives the solver n times the answers per step at no extra generation.
@@ -123,6 +125,9 @@ class Config(RecipeSection):
     solver_tasks: Literal["previous", "same"] = "previous"
     token_weighted: bool = False  # TRR++ weighted by response tokens (the authors' code)
     train_attempts: bool = False  # the learnability attempts are solver samples too (not the paper's)
+    # the solver samples' weight in the loss (1: the paper's): above 1, a larger step for the
+    # solver alone, while the proposer keeps the learning rate its validity tolerates
+    solve_weight: float = Field(1.0, gt=0)
     # chat style: `paper` asks the question alone; `example` shows one worked exchange in the
     # exact format first (for small chat models, which follow an example, not a description)
     prompt: Literal["paper", "example"] = "paper"
@@ -312,7 +317,8 @@ class AZRRecipe(Recipe):
     def sample(self, generation, kind: str, role: str, reward: float, step: int, n: int, info: dict) -> Sample:
         return Sample(prompt_ids=generation.prompt_ids, response_ids=generation.response_ids,
                       logprobs=generation.logprobs, task=kind, role=role, reward=reward,
-                      episode_id=step * 1_000_000 + n, truncated=generation.truncated, info=info)
+                      episode_id=step * 1_000_000 + n, truncated=generation.truncated, info=info,
+                      weight=self.cfg.solve_weight if role == SOLVE else 1.0)
 
     # ---- rewards --------------------------------------------------------------------------------
     def propose_reward(self, verdict, s: float | None) -> float:
