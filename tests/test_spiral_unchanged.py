@@ -41,6 +41,7 @@ def comparable(rows: list[dict]) -> list[dict]:
 
 
 @pytest.mark.slow
+@pytest.mark.golden
 @pytest.mark.parametrize("case", list(CASES))
 def test_spiral_metrics_are_unchanged(case, tmp_path, monkeypatch):
     monkeypatch.setenv("SELFPLAY_NO_PROGRESS", "1")
