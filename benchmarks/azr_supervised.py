@@ -29,6 +29,7 @@ import torch
 from selfplay.evals.program_bank import _compact_candidates, _compact_value, compact_programs
 from selfplay.evals.stats import wilson
 from selfplay.models.loading import build_tiny_model
+from selfplay.tasks.programs import CompactStyle, ProgramTask
 
 EVAL_SIZE = 64  # held-out tasks per type, as azr_tiny's eval_size
 MAX_OUTPUT_CHARS = 3  # the held-out outputs' longest (azr_tiny's solve_max_new_tokens is 4 with the stop)
@@ -38,12 +39,17 @@ def value(expr: str, a: int) -> int:
     return _compact_value(ast.parse(expr, mode="eval").body, a)
 
 
+def prompt(kind: str, expr: str, a: int, y: int) -> str:
+    """The preset's solver prompt (`SD:a*3+1|5=`, `SA:a*3+1=16|`)."""
+    return CompactStyle().solve_prompt(kind, ProgramTask(expr, (str(a),), (str(y),)), 1)
+
+
 def held_out() -> dict[str, list[tuple[str, int, int]]]:
     """(expression, input, output) per type: the recipe's held-out tasks (program bank thirds,
     each program's first input)."""
     bank = compact_programs(3 * EVAL_SIZE)
     return {kind: [(expr, int(xs[0]), value(expr, int(xs[0]))) for expr, xs in bank[k::3]]
-            for k, kind in enumerate(("deduction", "abduction", "induction")) if kind != "induction"}
+            for k, kind in enumerate(("deduction", "abduction"))}
 
 
 def training_examples(excluded: set[str]) -> list[tuple[str, str]]:
@@ -55,7 +61,7 @@ def training_examples(excluded: set[str]) -> list[tuple[str, str]]:
         for a in range(10):
             out = value(expr, a)
             if len(str(out)) <= MAX_OUTPUT_CHARS:
-                examples += [(f"SD:{expr}|{a}=", str(out)), (f"SA:{expr}={out}|", str(a))]
+                examples += [(prompt("deduction", expr, a, out), str(out)), (prompt("abduction", expr, a, out), str(a))]
     return examples
 
 
@@ -82,8 +88,8 @@ def solve_rates(model, tokenizer, tasks) -> dict[str, dict]:
     tokenizer.padding_side = "left"
     results = {}
     for kind, items in tasks.items():
-        prompts = [f"SD:{e}|{a}=" if kind == "deduction" else f"SA:{e}={y}|" for e, a, y in items]
-        enc = tokenizer(prompts, add_special_tokens=False, return_tensors="pt", padding=True)
+        enc = tokenizer([prompt(kind, *item) for item in items], add_special_tokens=False, return_tensors="pt",
+                        padding=True)
         out = model.generate(**enc, max_new_tokens=MAX_OUTPUT_CHARS + 1, do_sample=False)
         answers = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
         right = 0
@@ -114,8 +120,7 @@ def main() -> None:
 
     model, tokenizer = build_tiny_model(args.model, seed=args.seed)
     tasks = held_out()
-    examples = training_examples({e for items in tasks.values() for e, _, _ in items}
-                                 | {e for e, _ in compact_programs(3 * EVAL_SIZE)})
+    examples = training_examples({e for e, _ in compact_programs(3 * EVAL_SIZE)})  # every type's held-out programs
     rng = random.Random(args.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
     print(f"{len(examples):,} training examples; machine {platform.processor() or platform.machine()}, 1 thread")
