@@ -18,7 +18,6 @@ project's, not model-written, code); a model's answer is only ever read as an in
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import platform
 import random
@@ -26,17 +25,13 @@ import time
 
 import torch
 
-from selfplay.evals.program_bank import _compact_candidates, _compact_value, compact_programs
+from selfplay.evals.program_bank import compact_expressions, compact_programs, compact_value
 from selfplay.evals.stats import wilson
 from selfplay.models.loading import build_tiny_model
 from selfplay.tasks.programs import CompactStyle, ProgramTask
 
 EVAL_SIZE = 64  # held-out tasks per type, as azr_tiny's eval_size
 MAX_OUTPUT_CHARS = 3  # the held-out outputs' longest (azr_tiny's solve_max_new_tokens is 4 with the stop)
-
-
-def value(expr: str, a: int) -> int:
-    return _compact_value(ast.parse(expr, mode="eval").body, a)
 
 
 def prompt(kind: str, expr: str, a: int, y: int) -> str:
@@ -48,18 +43,18 @@ def held_out() -> dict[str, list[tuple[str, int, int]]]:
     """(expression, input, output) per type: the recipe's held-out tasks (program bank thirds,
     each program's first input)."""
     bank = compact_programs(3 * EVAL_SIZE)
-    return {kind: [(expr, int(xs[0]), value(expr, int(xs[0]))) for expr, xs in bank[k::3]]
+    return {kind: [(expr, int(xs[0]), compact_value(expr, int(xs[0]))) for expr, xs in bank[k::3]]
             for k, kind in enumerate(("deduction", "abduction"))}
 
 
 def training_examples(excluded: set[str]) -> list[tuple[str, str]]:
     """(prompt, answer) for every other expression and input: deduction and abduction."""
     examples = []
-    for expr in _compact_candidates():
+    for expr in compact_expressions():
         if expr in excluded:
             continue
         for a in range(10):
-            out = value(expr, a)
+            out = compact_value(expr, a)
             if len(str(out)) <= MAX_OUTPUT_CHARS:
                 examples += [(prompt("deduction", expr, a, out), str(out)), (prompt("abduction", expr, a, out), str(a))]
     return examples
@@ -98,7 +93,7 @@ def solve_rates(model, tokenizer, tasks) -> dict[str, dict]:
             if kind == "deduction":
                 right += answer == str(y)
             else:
-                right += answer.isdigit() and len(answer) <= 2 and value(expr, int(answer)) == y
+                right += answer.isdigit() and len(answer) <= 2 and compact_value(expr, int(answer)) == y
         low, high = wilson(right, len(items))
         results[kind] = {"solve_rate": round(right / len(items), 3), "ci95": [round(low, 3), round(high, 3)],
                          "distinct_answers": len({a.strip() for a in answers})}

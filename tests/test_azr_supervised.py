@@ -33,7 +33,6 @@ def test_held_out_tasks_and_prompts_are_the_presets():
     task = ProgramTask("a*3+1", ("5",), ("16",))
     assert style.solve_prompt("deduction", task, 1) == "SD:a*3+1|5="
     assert style.solve_prompt("abduction", task, 1) == "SA:a*3+1=16|"
-    assert bench.value("a*3+1", 5) == 16 and bench.value("a%4-a", 7) == -4
 
 
 def test_no_held_out_program_is_trained_on():

@@ -16,8 +16,10 @@ from selfplay.evals.program_bank import (
     TEMPLATES,
     chat_bank,
     chat_programs,
+    compact_expressions,
     compact_programs,
     compact_source,
+    compact_value,
 )
 from selfplay.sandbox import Sandbox, parse_value, static_check
 from selfplay.sandbox.validity import check_tasks
@@ -137,6 +139,18 @@ def test_compact_programs_are_well_formed():
         assert sorted(inputs, key=int) == [str(a) for a in range(10)]
         assert len({_compact_value(tree, a) for a in range(10)}) >= 3, expr
         assert static_check(compact_source(expr)) is None
+
+
+def test_compact_value_reads_the_grammar_and_nothing_else():
+    assert compact_value("a*3+1", 5) == 16 and compact_value("a%4-a", 7) == -4
+    for expr, inputs in compact_programs(50):
+        tree = ast.parse(expr, mode="eval").body
+        assert [compact_value(expr, int(a)) for a in inputs] == [_compact_value(tree, int(a)) for a in inputs]
+    for outside in ("a**2", "a//2", "__import__('os')", "a.real", "'7'"):
+        with pytest.raises(ValueError, match="not a compact expression"):
+            compact_value(outside, 3)
+    every = compact_expressions()
+    assert list(every) == sorted(set(every)) and {e for e, _ in compact_programs(300)} <= set(every)
 
 
 def test_compact_bank_has_a_limit():

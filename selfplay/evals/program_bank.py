@@ -775,9 +775,16 @@ def _compact_ok(expr: str) -> bool:
     return len({_compact_value(tree, a) for a in range(10)}) >= 3
 
 
+def compact_value(expr: str, a: int) -> int:
+    """The value at `a` of an expression of this grammar, worked out without running anything:
+    integers, `a`, + - * %; anything else raises ValueError."""
+    return _compact_value(ast.parse(expr, mode="eval").body, a)
+
+
 @functools.lru_cache(maxsize=None)
-def _compact_candidates() -> tuple[str, ...]:
-    """Every allowed expression, in a fixed (sorted) order: a few thousand, enumerated once."""
+def compact_expressions() -> tuple[str, ...]:
+    """Every expression of the grammar `compact_programs` draws from, in a fixed (sorted) order:
+    a few thousand, enumerated once."""
     tokens = ["a"] + [str(d) for d in range(1, 10)]
     texts = [x + op + y for x in tokens for op in "+-*%" for y in tokens]
     texts += [t + op + z for t in texts for op in "+-*%" for z in tokens]
@@ -797,7 +804,7 @@ def compact_programs(size: int, seed: int = 0) -> list[tuple[str, list[str]]]:
     `a%4*2`. Inputs are the ten digits "0".."9" in a per-item order. One fixed shuffle of all
     candidates is cut to `size`, so banks are nested subsets as with `chat_programs`; wrap an
     expression with `compact_source` to run it."""
-    candidates = list(_compact_candidates())
+    candidates = list(compact_expressions())
     if size > len(candidates):
         raise ValueError(f"only {len(candidates)} compact expressions exist; asked for {size}")
     random.Random(f"compact-bank:{seed}").shuffle(candidates)
