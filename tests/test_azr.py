@@ -484,3 +484,44 @@ def test_attempts_are_solver_samples_only_with_train_attempts_and_solve_weight(t
         tasks = [s for s in answers if s.task == kind and not s.info["attempt"]]
         assert batch.metrics[f"azr/{kind}/solve_rate"] == sum(s.info["correct"] for s in tasks) / len(tasks)
     recipe.close()
+
+
+def test_executor_answers_are_the_tasks_right_answers_written_as_solver_samples(tmp_path):
+    from selfplay.trainer import Trainer
+
+    cfg = load_config(PRESET, ["steps=1", "eval.every=0", *SMALL, "recipe.solver_tasks=same",
+                               "recipe.executor_answers={deduction: 6, abduction: 6, induction: 2}"])
+    recipe = Trainer(cfg, tmp_path).recipe
+    batch = recipe.collect(0)
+    answers = [s for s in batch.samples if s.role == "solve"]
+    written = [s for s in answers if s.info["executor"]]
+    sampled = [s for s in answers if not s.info["executor"]]
+    assert len(sampled) == 4 + 4 + 2  # the solver tasks, answered as without the option
+    assert written and all(s.reward == 1.0 and s.logprobs == [] and s.info["correct"] for s in written)
+    for kind in TASK_TYPES:
+        mine = [s for s in written if s.task == kind]
+        tasks = [ProgramTask.from_dict(s.info["task"]) for s in mine]
+        # each is right, graded in the sandbox as a solver's answer is, and ends with the stop token
+        grades = recipe.checker.grade(kind, tasks, [s.info["text"] for s in mine], cfg.recipe.induction_shown)
+        assert all(g.correct for g in grades), [g.reason for g in grades]
+        assert all(s.response_ids[-1] == recipe.policy.tokenizer.eos_token_id for s in mine)
+        assert all(len(s.response_ids) <= cfg.recipe.solve_max_new_tokens for s in mine)  # a solver could write it
+        # the step's solver tasks first (with their prompts), then draws from the buffer
+        asked = [s.prompt_ids for s in sampled if s.task == kind]
+        fits = [s.prompt_ids for s in sampled if s.task == kind
+                if len(recipe.style.right_answer(kind, ProgramTask.from_dict(s.info["task"]))) < 4]
+        assert [s.prompt_ids for s in mine][:len(fits)] == fits and len(mine) <= (6 if kind != "induction" else 2)
+        assert len(asked) == (4 if kind != "induction" else 2)
+    for kind in ("deduction", "abduction"):  # the step's solve rate is the sampled answers' alone
+        tasks = [s for s in sampled if s.task == kind]
+        assert batch.metrics[f"azr/{kind}/solve_rate"] == sum(s.info["correct"] for s in tasks) / len(tasks)
+    recipe.close()
+    # a training step with them: the learner takes its own log-probs for the written answers,
+    # so the sampler check (which stops a run on a gap) sees only what was sampled
+    trainer = Trainer(cfg, tmp_path / "step")
+    metrics = trainer.train_step()
+    trainer.recipe.close()
+    assert metrics["loss/sampler_logprob_gap"] < 1e-4 and metrics["loss/num_samples"] > len(sampled)
+    with pytest.raises(ValueError, match="executor_answers is for style compact"):
+        load_config(PRESET, ["recipe.style=chat", "recipe.sandbox.output_max_chars=200", "recipe.templates=[]",
+                             "recipe.executor_answers={deduction: 4}"])

@@ -68,6 +68,28 @@ def test_sampler_logprobs_from_the_hf_generator_agree_with_the_learner():
     assert stats["approx_kl"] < 1e-10 and stats["clip_fraction"] == 0.0
 
 
+def test_a_written_sample_trains_on_the_learners_logprobs_and_stays_out_of_the_gap():
+    model, tokenizer = load_model("tiny", seed=0)
+    settings = LearnerSettings(lr=1e-3, epochs=1, micro_batch_size=2, loss_norm="token_mean")
+    sampled = make_samples(tokenizer, BATCH[:2])
+    for s in sampled:
+        s.logprobs = [-1.0] * len(s.response_ids)  # the sampler's, as a generator would give them
+    written = make_samples(tokenizer, BATCH[2:])[0]
+    written.logprobs = []  # written by a recipe, not sampled
+    gaps = []
+    for batch in (sampled, sampled + [written]):
+        learner = Learner(copy.deepcopy(model), settings)
+        before = sequence_logprob(learner, written)
+        stats = learner.update(batch)
+        gaps.append(stats["sampler_logprob_gap"])
+        assert stats["approx_kl"] == 0.0  # the learner's own log-probs are the old ones: ratio 1
+        if written in batch:
+            assert sequence_logprob(learner, written) > before  # A = +0.25: trained on
+    assert gaps[0] > 0 and gaps[1] == pytest.approx(gaps[0])  # the gap is over sampled tokens only
+    with pytest.raises(ValueError, match="has 0 logprobs for 9 response tokens"):
+        Learner(copy.deepcopy(model), settings, use_sampler_logprobs=True).update(sampled + [written])
+
+
 @pytest.mark.parametrize("norm", ["token_mean", "constant"])
 def test_micro_batches_accumulate_to_the_full_batch_gradient(norm):
     grads = []

@@ -30,7 +30,9 @@ Old log-probs: by default the learner's own epoch-0 log-probs (one forward pass 
 and the ratio is exactly 1 when nothing has changed). `use_sampler_logprobs=True` takes
 the generator's `Sample.logprobs` instead (true importance weights when the sampler
 differs from the learner, e.g. vLLM in bf16); either way `sampler_logprob_gap` reports
-mean |sampler - learner| log-prob on epoch 0, a check that the two agree.
+mean |sampler - learner| log-prob on epoch 0, a check that the two agree. A sample without
+sampler log-probs (`Sample.logprobs` empty: a response a recipe wrote rather than sampled) is
+trained on with the learner's own and left out of that check.
 
 Precision and memory: `autocast_dtype` (e.g. bf16) runs the forward passes under autocast
 while the optimizer updates the model's own (fp32) weights; `gradient_checkpointing`
@@ -175,12 +177,14 @@ class Learner:
             attention[r, start:end] = 1
         mask = torch.zeros((batch, width))
         sampler_logprobs = torch.zeros((batch, width))
+        sampled = torch.zeros((batch, width))  # tokens with the sampler's log-probs (not written ones)
         extra = {}
         for i, s in enumerate(samples):
             n = len(s.response_ids)
             mask[i, :n] = 1
             if len(s.logprobs) == n:
                 sampler_logprobs[i, :n] = torch.tensor(s.logprobs)
+                sampled[i, :n] = 1
             elif self.use_sampler_logprobs:
                 raise ValueError(f"sample {i} has {len(s.logprobs)} logprobs for {n} response tokens")
         weights = [s.weight for s in samples]
@@ -201,7 +205,7 @@ class Learner:
         positions = shared + (attention.cumsum(-1) - 1).clamp(min=0)
         if shared:
             extra["prefix_ids"] = torch.tensor([samples[0].prompt_ids[:shared]])
-        tensors = dict(input_ids=input_ids, attention_mask=attention, position_ids=positions, mask=mask,
+        tensors = dict(input_ids=input_ids, attention_mask=attention, position_ids=positions, mask=mask, sampled=sampled,
                        rows=torch.tensor(rows),
                        advantages=torch.tensor([s.advantage for s in samples], dtype=torch.float32),
                        sampler_logprobs=sampler_logprobs, **extra)
@@ -255,6 +259,7 @@ class Learner:
             for s in samples:
                 role_sizes[s.role] = role_sizes.get(s.role, 0) + (len(s.response_ids) if self.kl_per == "token" else 1)
         total_tokens = sum(b["mask"].sum().item() for b in micro)
+        sampled_tokens = sum(b["sampled"].sum().item() for b in micro)
         share = [b["mask"].sum().item() / total_tokens if self.loss_norm == "token_mean"
                  else b["mask"].shape[0] / len(samples) for b in micro]
 
@@ -287,9 +292,9 @@ class Learner:
                 batch = micro[k]
                 logprobs, entropy = self.response_logprobs(self.model, batch, with_entropy=self.entropy_coef > 0)
                 mask = batch["mask"]
-                if epoch == 0:
-                    gap = ((logprobs.detach() - batch["sampler_logprobs"]).abs() * mask).sum().item()
-                    totals["sampler_logprob_gap"] = totals.get("sampler_logprob_gap", 0.0) + gap / total_tokens
+                if epoch == 0 and sampled_tokens:
+                    gap = ((logprobs.detach() - batch["sampler_logprobs"]).abs() * batch["sampled"]).sum().item()
+                    totals["sampler_logprob_gap"] = totals.get("sampler_logprob_gap", 0.0) + gap / sampled_tokens
                     if old_logprobs[k] is None:
                         old_logprobs[k] = logprobs.detach()
                 weights = batch.get("weights")

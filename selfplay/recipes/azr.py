@@ -27,6 +27,12 @@ Choices, each an option (the original's in brackets):
 - `train_attempts: false` [the paper]: the n learnability attempts only measure s. true: they
   are solver samples too (n answers per valid proposal, already generated and graded), which
   gives the solver n times the answers per step at no extra generation.
+- `executor_answers` (none by default; not the paper's): per task type, this many solver
+  tasks (the step's first, then from the buffer) also yield their right answer, as the
+  sandbox computed it when the task was proposed, as a solver sample with reward 1: an
+  off-policy sample in the solver's TRR++ group, as LUFFY (Yan et al., 2025) mixes a
+  teacher's traces into GRPO's groups (without its policy shaping). Here the teacher is the
+  executor, so the run stays data-free. Compact style only.
 - The validity checks of the original are replaced (ALGORITHMS.md lists its quirks): banned
   modules by any route (AST), determinism across processes, outputs whole up to
   `output_max_chars`, helper functions allowed, buffers deduplicated, keeping the newest.
@@ -128,6 +134,9 @@ class Config(RecipeSection):
     # the solver samples' weight in the loss (1: the paper's): above 1, a larger step for the
     # solver alone, while the proposer keeps the learning rate its validity tolerates
     solve_weight: float = Field(1.0, gt=0)
+    # per task type: solver tasks whose right answer (the sandbox's, from when the task was
+    # proposed) is also a solver sample with reward 1 (not the paper's; compact style)
+    executor_answers: dict[str, int] = {}
     # chat style: `paper` asks the question alone; `example` shows one worked exchange in the
     # exact format first (for small chat models, which follow an example, not a description)
     prompt: Literal["paper", "example"] = "paper"
@@ -150,7 +159,7 @@ class Config(RecipeSection):
 
     @model_validator(mode="after")
     def _consistent(self):
-        for name, table in (("propose", self.propose), ("solve", self.solve)):
+        for name, table in (("propose", self.propose), ("solve", self.solve), ("executor_answers", self.executor_answers)):
             unknown = set(table) - set(TASK_TYPES)
             if unknown:
                 raise ValueError(f"{name}: unknown task types {sorted(unknown)}; allowed: {', '.join(TASK_TYPES)}")
@@ -167,6 +176,8 @@ class Config(RecipeSection):
             if "{}" not in template or set(template.replace("{}", "")) - set(CompactStyle.EXPRESSION):
                 raise ValueError(f"templates: {template!r} is not a compact expression with {{}} slots "
                                  f"(characters {CompactStyle.EXPRESSION})")
+        if any(self.executor_answers.values()) and self.style != "compact":
+            raise ValueError("executor_answers is for style compact (a chat answer is reasoning, not only the value)")
         if self.prompt == "example" and self.style != "chat":
             raise ValueError("prompt: example is for style chat (compact prompts have no worked example)")
         for layer in self.sandbox.require:
@@ -285,7 +296,11 @@ class AZRRecipe(Recipe):
             if owner is None or cfg.train_attempts:
                 samples.append(self.sample(generation, kind, SOLVE, self.solve_reward(grade), step, n, {
                     "text": generation.text, "correct": grade.correct, "reason": grade.reason,
-                    "well_formatted": grade.well_formatted, "task": task.to_dict(), "attempt": owner is not None}))
+                    "well_formatted": grade.well_formatted, "task": task.to_dict(), "attempt": owner is not None,
+                    "executor": False}))
+        if any(cfg.executor_answers.values()):
+            told = {kind: self.fill(kind, solve_tasks[kind], cfg.executor_answers.get(kind, 0), rng) for kind in TASK_TYPES}
+            samples += self.executor_samples(told, step, len(asks) + len(jobs))
         for kind in TASK_TYPES:
             self.add(kind, valid[kind])
         self.pending = valid
@@ -313,6 +328,27 @@ class AZRRecipe(Recipe):
         if len(tasks) < count and self.buffers[kind]:
             tasks += [rng.choice(self.buffers[kind]) for _ in range(count - len(tasks))]
         return tasks
+
+    def executor_samples(self, tasks: dict[str, list[ProgramTask]], step: int, first: int) -> list[Sample]:
+        """`executor_answers`: each task's right answer, written (not sampled) as the solver
+        writes one, with reward 1; no sampler log-probs, so the learner uses its own. Answers
+        longer than the solver's length limit are left out: it could not write them."""
+        tokenizer, samples = self.policy.tokenizer, []
+        for kind in TASK_TYPES:
+            limit = self.sampling(kind, SOLVE).max_new_tokens
+            for task in tasks[kind]:
+                text = self.style.right_answer(kind, task)
+                ids = tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+                if len(ids) > limit:
+                    continue
+                prompt = self.prompt_ids(kind, SOLVE, self.style.solve_prompt(kind, task, self.cfg.induction_shown))
+                samples.append(Sample(prompt_ids=prompt, response_ids=ids, logprobs=[], task=kind, role=SOLVE,
+                                      reward=1.0, episode_id=step * 1_000_000 + first + len(samples),
+                                      weight=self.cfg.solve_weight,
+                                      info={"text": text, "correct": True, "reason": "the executor's answer",
+                                            "well_formatted": True, "task": task.to_dict(), "attempt": False,
+                                            "executor": True}))
+        return samples
 
     def sample(self, generation, kind: str, role: str, reward: float, step: int, n: int, info: dict) -> Sample:
         return Sample(prompt_ids=generation.prompt_ids, response_ids=generation.response_ids,
@@ -393,7 +429,8 @@ class AZRRecipe(Recipe):
         metrics: dict[str, float] = {"time/azr_sandbox_s": sandbox_s}  # under time/: not exact across runs
         for kind in TASK_TYPES:
             proposed = [s for s in samples if s.task == kind and s.role == PROPOSE]
-            solved = [s for s in samples if s.task == kind and s.role == SOLVE and not s.info["attempt"]]
+            solved = [s for s in samples if s.task == kind and s.role == SOLVE
+                      and not s.info["attempt"] and not s.info["executor"]]
             valid = [s for s in proposed if s.info["valid"]]
             prefix = f"azr/{kind}"
             if proposed:

@@ -197,6 +197,11 @@ class Style:
         """The answer's content (a value, an argument list or a program), None if badly formatted."""
         raise NotImplementedError
 
+    def right_answer(self, kind: str, task: ProgramTask) -> str | None:
+        """The task's own answer as a solver writes it (its output, its input, its program), or
+        None where the style's answers hold more than that (chat's reasoning)."""
+        return None
+
     def seed_task(self) -> tuple[str, tuple[str, ...]]:
         """The identity program and its input: what every buffer starts from."""
         raise NotImplementedError
@@ -415,6 +420,9 @@ class CompactStyle(Style):
     def parse_answer(self, kind, text):
         text = (text or "").strip()
         return text or None
+
+    def right_answer(self, kind, task):
+        return {"deduction": task.outputs[0], "abduction": task.inputs[0], "induction": task.program.strip()}[kind]
 
     def seed_task(self):
         return "a", ("1",)
