@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import textwrap
@@ -515,6 +516,20 @@ def test_executor_answers_are_the_tasks_right_answers_written_as_solver_samples(
     for kind in ("deduction", "abduction"):  # the step's solve rate is the sampled answers' alone
         tasks = [s for s in sampled if s.task == kind]
         assert batch.metrics[f"azr/{kind}/solve_rate"] == sum(s.info["correct"] for s in tasks) / len(tasks)
+    # their advantage is executor_advantage, apart from TRR++: the sampled answers' baseline is
+    # their own, as without the option; executor_in_group puts them in the solver's groups
+    recipe.advantages(batch)
+    assert {s.advantage for s in written} == {1.0}
+    for kind in TASK_TYPES:
+        mine = [s.reward for s in sampled if s.task == kind]
+        mean, std = sum(mine) / len(mine), statistics.stdev(mine)
+        assert [s.advantage for s in sampled if s.task == kind] == pytest.approx([(r - mean) / (std + 1e-8) for r in mine])
+    recipe.cfg.executor_in_group = True
+    recipe.advantages(batch)
+    for kind in TASK_TYPES:
+        group = [s.reward for s in answers if s.task == kind]
+        mean, std = sum(group) / len(group), statistics.stdev(group)
+        assert [s.advantage for s in answers if s.task == kind] == pytest.approx([(r - mean) / (std + 1e-8) for r in group])
     recipe.close()
     # a training step with them: the learner takes its own log-probs for the written answers,
     # so the sampler check (which stops a run on a gap) sees only what was sampled

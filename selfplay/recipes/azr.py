@@ -29,10 +29,13 @@ Choices, each an option (the original's in brackets):
   gives the solver n times the answers per step at no extra generation.
 - `executor_answers` (none by default; not the paper's): per task type, this many solver
   tasks (the step's first, then from the buffer) also yield their right answer, as the
-  sandbox computed it when the task was proposed, as a solver sample with reward 1: an
-  off-policy sample in the solver's TRR++ group, as LUFFY (Yan et al., 2025) mixes a
-  teacher's traces into GRPO's groups (without its policy shaping). Here the teacher is the
-  executor, so the run stays data-free. Compact style only.
+  sandbox computed it when the task was proposed, as a written solver sample with reward 1.
+  Its advantage is `executor_advantage` (1: a cross-entropy step on the right answer), apart
+  from TRR++, whose solver baseline stays the sampled answers' own; `executor_in_group: true`
+  puts them in the solver's TRR++ group instead, as LUFFY (Yan et al., 2025) mixes a
+  teacher's traces into GRPO's groups, where many right answers beside few sampled ones turn
+  the baseline into theirs (each gets a small advantage, each wrong sampled answer a large
+  negative one). The teacher is the executor, so the run stays data-free. Compact style only.
 - The validity checks of the original are replaced (ALGORITHMS.md lists its quirks): banned
   modules by any route (AST), determinism across processes, outputs whole up to
   `output_max_chars`, helper functions allowed, buffers deduplicated, keeping the newest.
@@ -137,6 +140,8 @@ class Config(RecipeSection):
     # per task type: solver tasks whose right answer (the sandbox's, from when the task was
     # proposed) is also a solver sample with reward 1 (not the paper's; compact style)
     executor_answers: dict[str, int] = {}
+    executor_advantage: float = Field(1.0, ge=0)  # their advantage, apart from TRR++
+    executor_in_group: bool = False  # true: reward 1 in the solver's TRR++ group instead
     # chat style: `paper` asks the question alone; `example` shows one worked exchange in the
     # exact format first (for small chat models, which follow an example, not a description)
     prompt: Literal["paper", "example"] = "paper"
@@ -454,8 +459,14 @@ class AZRRecipe(Recipe):
 
     # ---- advantages -----------------------------------------------------------------------------
     def advantages(self, batch: Batch) -> list[Sample]:
-        """TRR++: one baseline per (task type, role) within the batch."""
-        return trr_plus_plus_advantages(batch.samples, token_weighted=self.cfg.token_weighted)
+        """TRR++: one baseline per (task type, role) within the batch; `executor_answers` carry
+        `executor_advantage` instead, unless `executor_in_group`."""
+        apart = [not self.cfg.executor_in_group and s.info.get("executor", False) for s in batch.samples]
+        trr_plus_plus_advantages([s for s, a in zip(batch.samples, apart) if not a], token_weighted=self.cfg.token_weighted)
+        for s, a in zip(batch.samples, apart):
+            if a:
+                s.advantage = self.cfg.executor_advantage
+        return batch.samples
 
     # ---- evaluate -------------------------------------------------------------------------------
     def evaluate(self, step: int) -> Evaluation:
