@@ -510,7 +510,8 @@ def test_executor_answers_are_the_tasks_right_answers_written_as_solver_samples(
         # the step's solver tasks first (with their prompts), then draws from the buffer
         asked = [s.prompt_ids for s in sampled if s.task == kind]
         fits = [s.prompt_ids for s in sampled if s.task == kind
-                if len(recipe.style.right_answer(kind, ProgramTask.from_dict(s.info["task"]))) < 4]
+                if len(recipe.style.right_answer(kind, ProgramTask.from_dict(s.info["task"]))) + 1  # the stop
+                <= cfg.recipe.solve_max_new_tokens]
         assert [s.prompt_ids for s in mine][:len(fits)] == fits and len(mine) <= (6 if kind != "induction" else 2)
         assert len(asked) == (4 if kind != "induction" else 2)
     for kind in ("deduction", "abduction"):  # the step's solve rate is the sampled answers' alone

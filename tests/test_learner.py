@@ -86,6 +86,10 @@ def test_a_written_sample_trains_on_the_learners_logprobs_and_stays_out_of_the_g
         if written in batch:
             assert sequence_logprob(learner, written) > before  # A = +0.25: trained on
     assert gaps[0] > 0 and gaps[1] == pytest.approx(gaps[0])  # the gap is over sampled tokens only
+    learner = Learner(copy.deepcopy(model), settings)  # written samples alone: trained on, no gap to report
+    before = sequence_logprob(learner, written)
+    assert "sampler_logprob_gap" not in learner.update([written])
+    assert sequence_logprob(learner, written) > before
     with pytest.raises(ValueError, match="has 0 logprobs for 9 response tokens"):
         Learner(copy.deepcopy(model), settings, use_sampler_logprobs=True).update(sampled + [written])
 

@@ -292,9 +292,10 @@ class Learner:
                 batch = micro[k]
                 logprobs, entropy = self.response_logprobs(self.model, batch, with_entropy=self.entropy_coef > 0)
                 mask = batch["mask"]
-                if epoch == 0 and sampled_tokens:
-                    gap = ((logprobs.detach() - batch["sampler_logprobs"]).abs() * batch["sampled"]).sum().item()
-                    totals["sampler_logprob_gap"] = totals.get("sampler_logprob_gap", 0.0) + gap / sampled_tokens
+                if epoch == 0:
+                    if sampled_tokens:
+                        gap = ((logprobs.detach() - batch["sampler_logprobs"]).abs() * batch["sampled"]).sum().item()
+                        totals["sampler_logprob_gap"] = totals.get("sampler_logprob_gap", 0.0) + gap / sampled_tokens
                     if old_logprobs[k] is None:
                         old_logprobs[k] = logprobs.detach()
                 weights = batch.get("weights")
