@@ -286,6 +286,43 @@ def test_intrinsic_rewards_by_hand():
     assert recipe.intrinsic_reward(proposal, references) == 0.5  # 0.06 + 0.6, capped
 
 
+def test_repeats_are_tasks_in_their_buffer_or_proposed_twice_in_the_step():
+    """`repeat_penalty`: a valid proposal repeats if its task (program and inputs, per type) is in
+    its type's buffer or appears more than once among the step's proposals of that type."""
+    recipe = AZRRecipe.__new__(AZRRecipe)
+    old, twice, new = (ProgramTask(p, (x,), (y,)) for p, x, y in [("a+1", "1", "2"), ("a*2", "3", "6"), ("a-1", "5", "4")])
+    recipe.buffers = {"deduction": [old], "abduction": [], "induction": []}
+    kinds = ["deduction", "deduction", "deduction", "deduction", "abduction", "deduction", "abduction"]
+    verdicts = [Verdict(True, "", old), Verdict(True, "", twice), Verdict(True, "", twice), Verdict(True, "", new),
+                Verdict(True, "", old),  # abduction's buffer does not hold it
+                Verdict(False, "rejected"), Verdict(True, "", ProgramTask("a+1", ("2",), ("3",)))]
+    assert recipe.repeats(kinds, verdicts) == [True, True, True, False, False, False, False]
+
+
+def test_the_repeat_penalty_is_paid_by_a_proposal_the_buffer_holds(tmp_path):
+    """The same step collected twice proposes the same tasks (same seeds, no update between, no
+    references from the grown buffer in the prompts): the second time every valid one is in the
+    buffer, and its reward is 0.5 lower."""
+    from selfplay.trainer import Trainer
+
+    cfg = load_config(PRESET, ["steps=1", "eval.every=0", *SMALL, "recipe.repeat_penalty=0.5", "recipe.references=0",
+                               "recipe.propose={deduction: 64, abduction: 64}"])
+    recipe = Trainer(cfg, tmp_path).recipe
+    first, again = recipe.collect(0), recipe.collect(0)
+    recipe.close()
+    for batch in (first, again):
+        proposals = [s for s in batch.samples if s.role == "propose"]
+        for s in proposals:
+            learnability = recipe.propose_reward(Verdict(s.info["valid"], ""), s.info["solve_rate"])
+            assert s.reward == learnability - 0.5 * s.info["repeat"]
+    valid = [[s for s in batch.samples if s.role == "propose" and s.info["valid"]] for batch in (first, again)]
+    assert [s.info["text"] for s in valid[0]] == [s.info["text"] for s in valid[1]] and valid[0]
+    keys = [(s.task, s.info["task"]["program"], tuple(s.info["task"]["inputs"])) for s in valid[0]]
+    assert [s.info["repeat"] for s in valid[0]] == [keys.count(k) > 1 for k in keys]  # the buffer held the seed alone
+    assert all(s.info["repeat"] for s in valid[1])
+    assert again.metrics["azr/deduction/repeated_proposals"] == 1.0
+
+
 def test_buffers_deduplicate_and_keep_the_newest():
     recipe = AZRRecipe.__new__(AZRRecipe)
     recipe.cfg = Config(buffer_size=3)

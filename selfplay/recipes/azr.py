@@ -45,6 +45,11 @@ Choices, each an option (the original's in brackets):
   has both, off): added to a valid deduction or abduction proposal's reward, capped together at
   `intrinsic_max`. Novelty is the text distance to the nearest reference (so a copy earns 0),
   complexity the AST nodes beyond the seed program's.
+- `repeat_penalty` (0 by default; not the paper's): subtracted from a valid proposal's reward
+  when its task (program and inputs) is already in its type's buffer or is proposed more than
+  once in the step, as R-Zero's repetition penalty (and LSP's here) pays a Challenger less for
+  the queries it repeats. A proposer whose solver has learned its tasks otherwise narrows onto
+  a few and proposes them again (docs/azr.md).
 - `seed_programs` (0 by default; the authors use 256): before the first step, grow the
   deduction and abduction buffers to this many valid programs with the untrained model.
 - `templates` (compact style; none by default): each deduction or abduction proposal is
@@ -150,6 +155,8 @@ class Config(RecipeSection):
     novelty_reward: float = Field(0.0, ge=0)  # x the text distance (0-1) to the nearest reference
     complexity_reward: float = Field(0.0, ge=0)  # x the AST nodes beyond the seed program's
     intrinsic_max: float = Field(0.5, ge=0)
+    # x [the valid proposal's task is in its buffer already, or proposed twice in the step]
+    repeat_penalty: float = Field(0.0, ge=0)
     buffer_size: int = Field(16_384, gt=0)  # per task type; the newest entries are kept
     seed_programs: int = Field(0, ge=0)  # grow the seed buffers to this many programs before training
     # compact style: each deduction or abduction proposal gets one of these programs, drawn
@@ -286,14 +293,15 @@ class AZRRecipe(Recipe):
         grades = by_type([kind for kind, _, _ in jobs], lambda kind, mine: self.checker.grade(
             kind, [jobs[i][1] for i in mine], [finished(answers[i]) for i in mine], cfg.induction_shown))
         solved = Counter(owner for (_, _, owner), grade in zip(jobs, grades) if owner is not None and grade.correct)
+        repeats = self.repeats([kind for kind, _ in asks], verdicts)
         # Samples: proposals and solver answers, with their rewards.
         samples = []
         for n, ((kind, given), generation, verdict) in enumerate(zip(asks, proposals, verdicts)):
             s = solved[n] / cfg.attempts if verdict.valid else None
             intrinsic = self.intrinsic_reward(verdict, given.references)
-            reward = self.propose_reward(verdict, s) + intrinsic
+            reward = self.propose_reward(verdict, s) + intrinsic - cfg.repeat_penalty * repeats[n]
             samples.append(self.sample(generation, kind, PROPOSE, reward, step, n, {
-                "intrinsic": intrinsic,
+                "intrinsic": intrinsic, "repeat": repeats[n],
                 "text": generation.text, "valid": verdict.valid, "reason": verdict.reason,
                 "well_formatted": verdict.well_formatted, "solve_rate": s, "ast_nodes": verdict.ast_nodes,
                 "task": verdict.task.to_dict() if verdict.valid else None}))
@@ -386,6 +394,14 @@ class AZRRecipe(Recipe):
         extra_nodes = max(0, verdict.ast_nodes - self.seed_nodes)
         return min(cfg.intrinsic_max, cfg.novelty_reward * novelty + cfg.complexity_reward * extra_nodes)
 
+    def repeats(self, kinds: list[str], verdicts) -> list[bool]:
+        """For each proposal: valid, and its task is in its type's buffer already (proposed at an
+        earlier step, or a seed) or more than one of this step's proposals of the type."""
+        keys = [(kind, v.task.key) if v.valid else None for kind, v in zip(kinds, verdicts)]
+        count = Counter(keys)
+        known = {kind: {t.key for t in self.buffers[kind]} for kind in set(kinds)}
+        return [key is not None and (key[1] in known[key[0]] or count[key] > 1) for key in keys]
+
     def solve_reward(self, grade) -> float:
         if grade.correct:
             return 1.0
@@ -450,6 +466,7 @@ class AZRRecipe(Recipe):
                 metrics[f"{prefix}/distinct_programs"] = len({s.info["task"]["program"] for s in valid}) / len(valid)
                 metrics[f"{prefix}/ast_nodes"] = sum(s.info["ast_nodes"] for s in valid) / len(valid)
                 metrics[f"{prefix}/intrinsic_reward"] = sum(s.info["intrinsic"] for s in valid) / len(valid)
+                metrics[f"{prefix}/repeated_proposals"] = sum(s.info["repeat"] for s in valid) / len(valid)
             if solved:
                 metrics[f"{prefix}/solve_rate"] = sum(s.info["correct"] for s in solved) / len(solved)
                 metrics[f"{prefix}/solve_format_errors"] = sum(not s.info["well_formatted"] for s in solved) / len(solved)
