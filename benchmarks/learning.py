@@ -236,10 +236,13 @@ def main() -> None:
         for metric in ("invalid_move_rate", "eval/tictactoe/vs_random/win"):
             compare_runs([out / "smollm2"], ["SmolLM2-135M, SPIRAL TicTacToe"], metric,
                          out / f"smollm2_{metric.replace('/', '_')}.png")
-    if "azr" in results:
-        for metric in ("azr/deduction/valid_proposals", "azr/deduction/learnability_positive",
-                       "eval/azr/deduction/solve_rate", "eval/azr/abduction/solve_rate"):
-            compare_runs([out / "azr"], ["AZR, tiny model, compact"], metric, out / f"{metric.replace('/', '_')}.png")
+    azr = [key for key in results if key == "azr" or key.startswith("azr-seed")]  # a line per seed
+    if azr:
+        labels_azr = ["AZR, tiny model, compact" if key == "azr" else key.replace("azr-", "") for key in azr]
+        for kind in ("deduction", "abduction"):
+            for metric in (f"azr/{kind}/valid_proposals", f"azr/{kind}/learnability_positive",
+                           f"eval/azr/{kind}/solve_rate"):
+                compare_runs([out / key for key in azr], labels_azr, metric, out / f"{metric.replace('/', '_')}.png")
     labels = {"rlvr": "RLVR (GRPO, data)", "lsp": "LSP-Zero (data-free)", "rlvr_smollm2": "RLVR (GRPO, data)",
               "lsp_smollm2": "LSP (quality self-reward)", "lsp_zero_smollm2": "LSP-Zero"}
     for names, suffix in ((("rlvr", "lsp"), ""), (("rlvr_smollm2", "lsp_zero_smollm2", "lsp_smollm2"), "_smollm2")):
