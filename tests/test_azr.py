@@ -347,7 +347,8 @@ def test_config_errors_are_one_line():
     with pytest.raises(ValueError, match="'a\\+1' is not a compact expression with {} slots"):
         load_config(PRESET, ["recipe.templates=['a+1']"])
     with pytest.raises(ValueError, match="templates are for style compact"):
-        load_config(PRESET, ["recipe.style=chat", "recipe.sandbox.output_max_chars=200", "recipe.templates=['a+{}']"])
+        load_config(PRESET, ["recipe.style=chat", "recipe.sandbox.output_max_chars=200", "recipe.templates=['a+{}']",
+                             "recipe.executor_answers={}"])
 
 
 def test_a_run_without_a_required_isolation_layer_stops_at_start_saying_which(tmp_path):
@@ -406,7 +407,8 @@ def test_model_written_code_never_runs_in_this_process(chat):
 
 # ---- the recipe, end to end -------------------------------------------------------------------
 SMALL = ["recipe.propose={deduction: 16, abduction: 16, induction: 4}", "recipe.attempts=2",
-         "recipe.solve={deduction: 4, abduction: 4, induction: 2}", "recipe.eval_size=4", "threads=1"]
+         "recipe.solve={deduction: 4, abduction: 4, induction: 2}", "recipe.eval_size=4", "threads=1",
+         "recipe.executor_answers={}"]  # the tests below count sampled answers
 
 
 def test_seeding_grows_the_buffers_with_the_untrained_model_and_is_saved(tmp_path):
@@ -469,7 +471,8 @@ def test_chat_style_runs_end_to_end_and_prompts_end_with_think(tmp_path):
     from selfplay.trainer import Trainer
 
     with pytest.raises(ValueError, match="output_max_chars"):
-        load_config(PRESET, ["recipe.style=chat", "recipe.templates=[]"])  # the tiny preset's 4-character outputs
+        # the tiny preset's 4-character outputs
+        load_config(PRESET, ["recipe.style=chat", "recipe.templates=[]", "recipe.executor_answers={}"])
     # the 64-wide model: the format's rules do not depend on the size, and it runs in a third of the time
     cfg = load_config(PRESET, ["steps=1", "eval.every=1", "recipe.style=chat", "recipe.templates=[]", "model.name=tiny",
                                "recipe.sandbox.output_max_chars=200",
