@@ -200,6 +200,23 @@ def lsp_harder(run_dir: Path, last: int = 10) -> dict:
             "evaluations_fresh_below_uniform": below("eval/lsp/uniform_accuracy")}
 
 
+def azr_plots(results: dict, out: Path) -> None:
+    """AZR's curves, a line per seed: valid and learnable proposals and the held-out solve rate
+    per task type; on SmolLM2 also the format errors, of proposals and of held-out answers."""
+    for name, label, prefix in (("azr", "AZR, tiny model, compact", ""), ("azr_smollm2", "AZR, SmolLM2-135M", "smollm2_")):
+        runs = [key for key in results if key == name or key.startswith(f"{name}-seed")]
+        if not runs:
+            continue
+        labels = [label if key == name else key.removeprefix(f"{name}-") for key in runs]
+        chat = name == "azr_smollm2"
+        for kind in ("deduction", "abduction"):
+            keys = [f"azr/{kind}/valid_proposals", f"azr/{kind}/learnability_positive", f"eval/azr/{kind}/solve_rate"]
+            if chat:
+                keys += [f"azr/{kind}/format_errors", f"eval/azr/{kind}/format_errors"]
+            for key in keys:
+                compare_runs([out / run for run in runs], labels, key, out / f"{prefix}{key.replace('/', '_')}.png")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=None, help="every run's budget (default: per preset)")
@@ -236,13 +253,7 @@ def main() -> None:
         for metric in ("invalid_move_rate", "eval/tictactoe/vs_random/win"):
             compare_runs([out / "smollm2"], ["SmolLM2-135M, SPIRAL TicTacToe"], metric,
                          out / f"smollm2_{metric.replace('/', '_')}.png")
-    azr = [key for key in results if key == "azr" or key.startswith("azr-seed")]  # a line per seed
-    if azr:
-        labels_azr = ["AZR, tiny model, compact" if key == "azr" else key.replace("azr-", "") for key in azr]
-        for kind in ("deduction", "abduction"):
-            for metric in (f"azr/{kind}/valid_proposals", f"azr/{kind}/learnability_positive",
-                           f"eval/azr/{kind}/solve_rate"):
-                compare_runs([out / key for key in azr], labels_azr, metric, out / f"{metric.replace('/', '_')}.png")
+    azr_plots(results, out)
     labels = {"rlvr": "RLVR (GRPO, data)", "lsp": "LSP-Zero (data-free)", "rlvr_smollm2": "RLVR (GRPO, data)",
               "lsp_smollm2": "LSP (quality self-reward)", "lsp_zero_smollm2": "LSP-Zero"}
     for names, suffix in ((("rlvr", "lsp"), ""), (("rlvr_smollm2", "lsp_zero_smollm2", "lsp_smollm2"), "_smollm2")):
