@@ -90,8 +90,17 @@ def test_a_written_sample_trains_on_the_learners_logprobs_and_stays_out_of_the_g
     before = sequence_logprob(learner, written)
     assert "sampler_logprob_gap" not in learner.update([written])
     assert sequence_logprob(learner, written) > before
-    with pytest.raises(ValueError, match="has 0 logprobs for 9 response tokens"):
-        Learner(copy.deepcopy(model), settings, use_sampler_logprobs=True).update(sampled + [written])
+    # with the sampler's log-probs as the old ones (async workers, vLLM): the written sample
+    # still takes the learner's own (ratio 1, no KL from a made-up old log-prob) and is trained on
+    learner = Learner(copy.deepcopy(model), settings, use_sampler_logprobs=True)
+    stats = learner.update([written])
+    assert stats["approx_kl"] == 0.0 and stats["clip_fraction"] == 0.0
+    assert sequence_logprob(learner, written) > before
+    stats = Learner(copy.deepcopy(model), settings, use_sampler_logprobs=True).update(sampled + [written])
+    assert stats["approx_kl"] > 0 and stats["sampler_logprob_gap"] == pytest.approx(gaps[0])
+    written.logprobs = [-1.0] * 4  # some, but not one a token: a broken sampler, an error
+    with pytest.raises(ValueError, match="has 4 logprobs for 9 response tokens"):
+        Learner(copy.deepcopy(model), settings).update(sampled + [written])
 
 
 @pytest.mark.parametrize("norm", ["token_mean", "constant"])

@@ -185,7 +185,7 @@ class Learner:
             if len(s.logprobs) == n:
                 sampler_logprobs[i, :n] = torch.tensor(s.logprobs)
                 sampled[i, :n] = 1
-            elif self.use_sampler_logprobs:
+            elif s.logprobs:  # empty: a written response, trained on with the learner's own log-probs
                 raise ValueError(f"sample {i} has {len(s.logprobs)} logprobs for {n} response tokens")
         weights = [s.weight for s in samples]
         if any(w != 1.0 for w in weights):  # else no weights: the unweighted sums, bit for bit
@@ -278,7 +278,7 @@ class Learner:
             with torch.no_grad():
                 for k in mine:
                     ref_logprobs[k] = self.response_logprobs(self.ref_model, micro[k])[0]
-        old_logprobs = [b["sampler_logprobs"] if self.use_sampler_logprobs else None for b in micro]
+        old_logprobs = [None] * len(micro)  # set on epoch 0
 
         totals: dict[str, float] = {}
         grad_norm_total = 0.0
@@ -296,8 +296,10 @@ class Learner:
                     if sampled_tokens:
                         gap = ((logprobs.detach() - batch["sampler_logprobs"]).abs() * batch["sampled"]).sum().item()
                         totals["sampler_logprob_gap"] = totals.get("sampler_logprob_gap", 0.0) + gap / sampled_tokens
-                    if old_logprobs[k] is None:
-                        old_logprobs[k] = logprobs.detach()
+                    old_logprobs[k] = logprobs.detach()
+                    if self.use_sampler_logprobs:  # the sampler's where it has them, else the learner's
+                        old_logprobs[k] = torch.where(batch["sampled"].bool(), batch["sampler_logprobs"],
+                                                      old_logprobs[k])
                 weights = batch.get("weights")
                 pg_loss, stats = ppo_clip_loss(logprobs, old_logprobs[k], batch["advantages"], mask,
                                                self.clip, self.loss_norm, self.norm_constant, weights)
