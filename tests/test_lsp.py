@@ -552,27 +552,48 @@ def test_the_preset_loads_as_lsp_zero():
     (["recipe.challenger_reward=sqlm"], r"challenger_reward"),
     (["recipe.task=sums"], r"unknown task 'sums'; available: arithmetic"),
     (["recipe.answers_per_query=1"], r"answers_per_query"),
+    (["recipe.repetition_penalty_final=1"], r"recipe\.repetition_penalty_final needs recipe\.repetition_penalty_steps > 0"),
 ])
 def test_config_errors_name_the_key(overrides, message):
     with pytest.raises(ConfigError, match=message):
         load_config(PRESET, overrides)
 
 
-def test_the_repetition_penalty_charges_each_query_its_share_of_the_step(policy, tmp_path):
-    plain = build(policy, tmp_path)
-    penalised = build(policy, tmp_path, ["recipe.repetition_penalty=2"])
-    for step in range(40):  # a step where the random Challenger repeats some query
+def step_with_a_repeat(plain, penalised, steps):
+    """The first of `steps` where the random Challenger repeats some query: both recipes' batches,
+    the queries and the step."""
+    for step in steps:
         a, b = plain.collect(step), penalised.collect(step)
         texts = [c.info["text"] for c in challengers(a)]
         if len(set(texts)) < len(texts):
-            break
-    else:
-        pytest.fail("no step with a repeated query")
+            return a, b, texts, step
+    pytest.fail("no step with a repeated query")
+
+
+def test_the_repetition_penalty_charges_each_query_its_share_of_the_step(policy, tmp_path):
+    penalised = build(policy, tmp_path, ["recipe.repetition_penalty=2"])
+    a, b, texts, _ = step_with_a_repeat(build(policy, tmp_path), penalised, range(40))
     # r_ch = (what it was) - 2 * count(query) / N: a query written 3 times in 64 pays 2 * 3/64
     for before, after in zip(challengers(a), challengers(b)):
         share = texts.count(before.info["text"]) / len(texts)
         assert after.reward == pytest.approx(before.reward - 2 * share)
     assert [s.reward for s in solvers(a)] == [s.reward for s in solvers(b)]  # the Solver is not charged
+    assert a.metrics["lsp/repetition_penalty"] == 0.0 and b.metrics["lsp/repetition_penalty"] == 2.0
+
+
+def test_the_repetition_penalty_schedule_is_linear_then_constant(policy, tmp_path):
+    lsp = build(policy, tmp_path, ["recipe.repetition_penalty=5", "recipe.repetition_penalty_final=1",
+                                   "recipe.repetition_penalty_steps=400"])
+    # 5 -> 1 over 400 steps: 1/100 a step; step 100 is a quarter of the way (5 - 1), step 400 on: 1
+    assert [lsp.repetition_penalty(step) for step in (0, 100, 200, 399, 400, 5000)] == \
+        pytest.approx([5.0, 4.0, 3.0, 1.01, 1.0, 1.0])
+    assert build(policy, tmp_path, ["recipe.repetition_penalty=5"]).repetition_penalty(5000) == 5.0
+    # what collect charges is the scheduled penalty
+    a, b, texts, step = step_with_a_repeat(build(policy, tmp_path), lsp, range(200, 240))
+    assert b.metrics["lsp/repetition_penalty"] == pytest.approx(5 - 4 * step / 400)
+    for before, after in zip(challengers(a), challengers(b)):
+        share = texts.count(before.info["text"]) / len(texts)
+        assert after.reward == pytest.approx(before.reward - (5 - 4 * step / 400) * share)
 
 
 # ---------------------------------------------------------------- 10. the win rate against the initial model

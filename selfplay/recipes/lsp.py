@@ -28,7 +28,8 @@ Deviations from the paper, each an option:
   `rzero` (1 - 2|p - 1/2|, p the agreement of the answers with their majority) and
   `learnability` (AZR's 1 - s iff 0 < s < 1, s the solve rate).
 - `repetition_penalty` (0 by default): R-Zero's penalty on a Challenger that writes the same
-  query many times in one step.
+  query many times in one step; `repetition_penalty_final` and `repetition_penalty_steps` move
+  it linearly to another value over the first steps.
 - The scales of R and R_Q (`reward_scale`, `quality_scale`) are options: the paper does
   not say how its reward model's unbounded score is weighed against the 0-7 quality score.
 - `style: compact` lets a tiny model on a CPU play: a few-character challenger prompt, and a
@@ -113,6 +114,11 @@ class Config(RecipeSection):
     # R-Zero's repetition penalty: r_ch -= penalty * (share of this step's queries equal to this
     # one), so a Challenger that repeats itself is paid less (0: off, the paper's)
     repetition_penalty: float = Field(0.0, ge=0)
+    # the penalty moves linearly to this value over the first `repetition_penalty_steps` steps, then
+    # stays (None: constant): spread while the Solver learns the family, free to press on what it
+    # still fails once it knows most of it
+    repetition_penalty_final: float | None = Field(None, ge=0)
+    repetition_penalty_steps: int = Field(0, ge=0)
     # local judges (quality_judge, pairwise_judge = judge): text, the paper's (a justification, then
     # the score tag), or tag (one forced token after the opening tag: for models too small to keep
     # the rubric's format)
@@ -135,6 +141,8 @@ class Config(RecipeSection):
         if self.pairwise_judge != "judge" and not self.pairwise_judge.startswith("judge:openai:"):
             raise ValueError(f"recipe.pairwise_judge: unknown judge {self.pairwise_judge!r}; "
                              "available: judge, judge:openai:MODEL")
+        if self.repetition_penalty_final is not None and not self.repetition_penalty_steps:
+            raise ValueError("recipe.repetition_penalty_final needs recipe.repetition_penalty_steps > 0")
         if self.challenger_reward == "learnability" and self.reward != "verifiable":
             raise ValueError("recipe.challenger_reward=learnability needs a solve rate: use recipe.reward=verifiable")
         return self
@@ -242,12 +250,13 @@ class LSPRecipe(Recipe):
             ))
         n_solver, batch_size = len(samples), len(samples) + len(queries)
         repeats = {text: count / len(texts) for text, count in Counter(texts).items()}
+        penalty = self.repetition_penalty(step)
         for i, query in enumerate(queries):
             own = [s for s in samples if s.group == f"{step}:{i}"]
             samples.append(Sample(
                 prompt_ids=query.prompt_ids, response_ids=query.response_ids, logprobs=query.logprobs,
                 task=cfg.task, role=CHALLENGER, episode_id=step * cfg.queries_per_step + i,
-                reward=self.challenger_reward(own, checks[i][0]) - self.cfg.repetition_penalty * repeats[texts[i]],
+                reward=self.challenger_reward(own, checks[i][0]) - penalty * repeats[texts[i]],
                 group=f"{step}:{i}", truncated=query.truncated,
                 # the learner averages over the whole batch: these weights make it L_sol (mean over the
                 # N*G answers) + alpha_ch * L_ch (mean over the N queries)
@@ -261,7 +270,7 @@ class LSPRecipe(Recipe):
                         "answers": [{"answer": a.info["text"], "R": round(a.info["R"], 4), "R_Q": round(a.info["R_Q"], 4),
                                      "reason": a.info["reason"]} for a in samples[:n_solver] if a.group == c.group]}
                        for c in samples[n_solver:][:cfg.eval_transcripts]]
-        return Batch(samples, self.step_metrics(samples, texts, checks))
+        return Batch(samples, self.step_metrics(samples, texts, checks) | {"lsp/repetition_penalty": penalty})
 
     def query_text(self, written: str) -> str:
         """The query the Challenger's text makes: in compact style with a template, its first
@@ -303,6 +312,14 @@ class LSPRecipe(Recipe):
         if self.cfg.challenger_reward == "learnability":  # s: the solve rate (a format reward is no solve)
             return learnability_reward(sum(s.info["solved"] for s in answers) / len(answers)) + V_Q
         return -V + V_Q
+
+    def repetition_penalty(self, step: int) -> float:
+        """R-Zero's penalty at `step` (counted from 0): constant, or on its linear schedule."""
+        cfg = self.cfg
+        if cfg.repetition_penalty_final is None:
+            return cfg.repetition_penalty
+        done = min(step / cfg.repetition_penalty_steps, 1.0)
+        return cfg.repetition_penalty + done * (cfg.repetition_penalty_final - cfg.repetition_penalty)
 
     def step_metrics(self, samples: list[Sample], queries: list[str], checks) -> dict[str, float]:
         """The degeneration signals: query length and variety, code answers, R and R_Q apart,
