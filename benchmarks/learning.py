@@ -256,17 +256,22 @@ def main() -> None:
     azr_plots(results, out)
     labels = {"rlvr": "RLVR (GRPO, data)", "lsp": "LSP-Zero (data-free)", "rlvr_smollm2": "RLVR (GRPO, data)",
               "lsp_smollm2": "LSP (quality self-reward)", "lsp_zero_smollm2": "LSP-Zero"}
+
+    def label(key: str) -> str:  # a run's label, with its seed when --seeds named one
+        name, _, seed = key.partition("-seed")
+        return labels[name] + (f", seed {seed}" if seed else "")
+
     for names, suffix in ((("rlvr", "lsp"), ""), (("rlvr_smollm2", "lsp_zero_smollm2", "lsp_smollm2"), "_smollm2")):
-        held_out = [name for name in names if name in results]
+        held_out = [key for key in results if key.partition("-seed")[0] in names]
         if held_out:
-            compare_runs([out / n for n in held_out], [labels[n] for n in held_out], "eval/arithmetic/accuracy",
+            compare_runs([out / key for key in held_out], [label(key) for key in held_out], "eval/arithmetic/accuracy",
                          out / f"held_out_accuracy{suffix}.png")
-    for name in (n for n in ("lsp", "lsp_smollm2", "lsp_zero_smollm2") if n in results):
+    for key in (k for k in results if k.partition("-seed")[0] in ("lsp", "lsp_smollm2", "lsp_zero_smollm2")):
         # do the queries get harder? the Solver's greedy accuracy on fresh queries beside the held-out set's
-        compare_lines([(out / name, "eval/arithmetic/accuracy", "held-out sums"),
-                       (out / name, "eval/lsp/uniform_accuracy", "training sums, uniform"),
-                       (out / name, "eval/lsp/fresh_accuracy", "the Challenger's fresh queries")],
-                      f"{labels[name]}: Solver accuracy, greedy", out / f"{name}_harder.png")
+        compare_lines([(out / key, "eval/arithmetic/accuracy", "held-out sums"),
+                       (out / key, "eval/lsp/uniform_accuracy", "training sums, uniform"),
+                       (out / key, "eval/lsp/fresh_accuracy", "the Challenger's fresh queries")],
+                      f"{label(key)}: Solver accuracy, greedy", out / f"{key}_harder.png")
     smollm2 = [n for n in ("lsp_zero_smollm2", "lsp_smollm2") if n in results]
     for key in ("lsp/solver_reward", "lsp/quality_reward", "loss/kl/solver", "loss/kl/challenger", "lsp/valid_queries",
                 "lsp/distinct_queries", "lsp/answer_length", "eval/lsp/win_rate"):
