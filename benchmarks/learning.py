@@ -71,10 +71,20 @@ REASONING_MAX_NEW_TOKENS = 384
 HELD_OUT = ("rlvr", "lsp", "azr")  # recipes measured on held-out problems before and after
 
 
+def run_key(name: str, seed: int | None) -> str:
+    """A run's key in the results and its folder under --out: NAME, or NAME-seedS with --seeds."""
+    return name if seed is None else f"{name}-seed{seed}"
+
+
+def run_name(key: str) -> str:
+    """The benchmark name a run's key belongs to (`lsp-seed2` -> `lsp`)."""
+    return key.partition("-seed")[0]
+
+
 def train(name: str, minutes: float | None, out: Path, seed: int | None = None, overrides: list[str] = (),
           games: int = 1000, skip_initial: bool = False):
     preset, extra, default_minutes = PRESETS[name]
-    folder = out / (name if seed is None else f"{name}-seed{seed}")
+    folder = out / run_key(name, seed)
     seeded = [] if seed is None else [f"seed={seed}"]
     cfg = load_config(f"selfplay/configs/{preset}.yaml", [*extra, *overrides, *seeded, f"output_dir={folder}",
                                                           f"time_limit_minutes={minutes or default_minutes}"])
@@ -204,7 +214,7 @@ def azr_plots(results: dict, out: Path) -> None:
     """AZR's curves, a line per seed: valid and learnable proposals and the held-out solve rate
     per task type; on SmolLM2 also the format errors, of proposals and of held-out answers."""
     for name, label, prefix in (("azr", "AZR, tiny model, compact", ""), ("azr_smollm2", "AZR, SmolLM2-135M", "smollm2_")):
-        runs = [key for key in results if key == name or key.startswith(f"{name}-seed")]
+        runs = [key for key in results if run_name(key) == name]
         if not runs:
             continue
         labels = [label if key == name else key.removeprefix(f"{name}-") for key in runs]
@@ -235,7 +245,7 @@ def main() -> None:
     results = {}
     for name in args.only.split(","):
         for seed in seeds:
-            key = name if seed is None else f"{name}-seed{seed}"
+            key = run_key(name, seed)
             print(f"== {key}: training for {args.minutes or PRESETS[name][2]} minutes", flush=True)
             trainer, before = train(name, args.minutes, out, seed, args.set, args.games, args.skip_initial)
             results[key] = final_eval(trainer, before, args.games, name)
@@ -262,11 +272,11 @@ def main() -> None:
         return labels[name] + (f", seed {seed}" if seed else "")
 
     for names, suffix in ((("rlvr", "lsp"), ""), (("rlvr_smollm2", "lsp_zero_smollm2", "lsp_smollm2"), "_smollm2")):
-        held_out = [key for key in results if key.partition("-seed")[0] in names]
+        held_out = [key for key in results if run_name(key) in names]
         if held_out:
             compare_runs([out / key for key in held_out], [label(key) for key in held_out], "eval/arithmetic/accuracy",
                          out / f"held_out_accuracy{suffix}.png")
-    for key in (k for k in results if k.partition("-seed")[0] in ("lsp", "lsp_smollm2", "lsp_zero_smollm2")):
+    for key in (k for k in results if run_name(k) in ("lsp", "lsp_smollm2", "lsp_zero_smollm2")):
         # do the queries get harder? the Solver's greedy accuracy on fresh queries beside the held-out set's
         compare_lines([(out / key, "eval/arithmetic/accuracy", "held-out sums"),
                        (out / key, "eval/lsp/uniform_accuracy", "training sums, uniform"),
