@@ -10,10 +10,12 @@ Runs, each with a wall-clock budget (`time_limit_minutes`; 10 minutes, RLVR 5, u
   kuhn        the Kuhn Poker tiny preset; exact exploitability of the final policy
               (target: <= 0.10; uniform random play is 0.458)
   ablation    the TicTacToe preset with RAE off (raw returns), for the plot beside RAE
-  rlvr        the RLVR preset (GRPO on generated arithmetic); held-out accuracy of the
+  rlvr        the RLVR preset (GRPO on generated one-digit sums); held-out accuracy of the
               initial model and of the trained one, with 95% intervals, and its curve
-  lsp         the LSP preset (data-free: the model writes the sums itself), measured the
-              same way on the same held-out sums; plotted beside RLVR when both ran
+  lsp         the LSP preset (15 minutes; data-free: the model writes three-operand sums
+              itself), measured the same way
+  rlvr_sums3  the data-driven baseline on lsp's sums and held-out set, for the same 15 minutes;
+              plotted beside LSP when both ran
   smollm2     SPIRAL TicTacToe on the real SmolLM2-135M-Instruct (60 minutes; needs
               `selfplay[smollm2]`): --games against `random` before and after (targets:
               invalid moves <= 20%, more wins than random play's 43.6%), and HumanEval /
@@ -58,6 +60,7 @@ PRESETS = {
     "ablation": ("spiral_tictactoe_tiny", ["recipe.advantage=none"], 10),
     "rlvr": ("rlvr_tiny", [], 5),
     "lsp": ("lsp_tiny", [], 15),
+    "rlvr_sums3": ("rlvr_sums3_tiny", [], 15),
     "smollm2": ("spiral_tictactoe_smollm2", [], 60),
     "azr": ("azr_tiny", [], 15),
     "azr_smollm2": ("azr_smollm2", [], 30),
@@ -264,14 +267,16 @@ def main() -> None:
             compare_runs([out / "smollm2"], ["SmolLM2-135M, SPIRAL TicTacToe"], metric,
                          out / f"smollm2_{metric.replace('/', '_')}.png")
     azr_plots(results, out)
-    labels = {"rlvr": "RLVR (GRPO, data)", "lsp": "LSP-Zero (data-free)", "rlvr_smollm2": "RLVR (GRPO, data)",
+    labels = {"rlvr": "RLVR (GRPO, data)", "rlvr_sums3": "RLVR (GRPO, data)", "lsp": "LSP-Zero (data-free)",
+              "rlvr_smollm2": "RLVR (GRPO, data)",
               "lsp_smollm2": "LSP (quality self-reward)", "lsp_zero_smollm2": "LSP-Zero"}
 
     def label(key: str) -> str:  # a run's label, with its seed when --seeds named one
         name, _, seed = key.partition("-seed")
         return labels[name] + (f", seed {seed}" if seed else "")
 
-    for names, suffix in ((("rlvr", "lsp"), ""), (("rlvr_smollm2", "lsp_zero_smollm2", "lsp_smollm2"), "_smollm2")):
+    for names, suffix in ((("rlvr",), "_rlvr_tiny"), (("rlvr_sums3", "lsp"), ""),
+                          (("rlvr_smollm2", "lsp_zero_smollm2", "lsp_smollm2"), "_smollm2")):
         held_out = [key for key in results if run_name(key) in names]
         if held_out:
             compare_runs([out / key for key in held_out], [label(key) for key in held_out], "eval/arithmetic/accuracy",

@@ -22,12 +22,15 @@ from selfplay.rewards.chat import ModelChat
 from selfplay.models.loading import render_prompt
 from selfplay.rewards.judge import ModelJudge, quality_prompt
 from selfplay.rollout.sample import Sample
+from selfplay.tasks import make as make_task
 
 PRESET = Path(__file__).resolve().parents[1] / "selfplay" / "configs" / "lsp_tiny.yaml"
-# N = 32 queries a step: the random tiny model writes a valid sum about once in 30-100 tries
-# the paper's challenger reward unless a test turns the repetition penalty on (the preset's is 5)
+# N = 32 queries a step of two one-digit operands (the preset has three): the random tiny model
+# writes a valid one about once in 30-100 tries; the paper's challenger reward and weights
+# unless a test turns the repetition penalty on (the preset's is 5) or sets alpha_ch
 SMALL = ["recipe.queries_per_step=32", "recipe.answers_per_query=3", "recipe.eval_size=16",
-         "recipe.repetition_penalty=0"]
+         "recipe.repetition_penalty=0", "recipe.task_options.terms=2", 'recipe.compact_template="{}+{}"',
+         "recipe.query_max_new_tokens=2", "recipe.alpha_ch=1"]
 
 
 def load(overrides=()):
@@ -538,6 +541,9 @@ def test_the_preset_loads_as_lsp_zero():
     cfg = load_config(PRESET)
     assert isinstance(cfg.recipe, Config) and cfg.recipe.name == "lsp"
     assert (cfg.recipe.quality, cfg.recipe.reward, cfg.recipe.challenger_reward) == (False, "verifiable", "lsp")
+    # the template has a slot per operand, one character each, and the Challenger writes that many
+    slots = cfg.recipe.compact_template.count("{}")
+    assert slots == cfg.recipe.task_options["terms"] == cfg.recipe.query_max_new_tokens
     assert Config().quality is True and Config().invalid_query_reward == -2.0
 
 
@@ -673,6 +679,19 @@ def test_the_smollm2_and_llama_presets_load_as_the_comparison_they_name():
                                                       "reward_model:Skywork/Skywork-Reward-V2-Llama-3.2-3B")
     assert (llama.optim.kl_coef, llama.optim.lr, llama.recipe.queries_per_step, llama.eval.temperature) == \
            (0.05, 3e-6, 8, 0.01)
+
+
+def test_the_tiny_rlvr_baseline_is_measured_on_lsp_tinys_held_out_sums():
+    lsp, rlvr = load_config(PRESET), load_config(CONFIGS / "rlvr_sums3_tiny.yaml")
+    assert rlvr.recipe.name == "rlvr"
+    held_out = [make_task(c.recipe.task, style=c.recipe.style, **c.recipe.task_options).held_out(c.recipe.eval_size)
+                for c in (lsp, rlvr)]
+    assert held_out[0] == held_out[1] and len(held_out[0]) == 196  # every held-out sum of three one-digit numbers
+    for key in ("lr", "epochs", "entropy_coef", "weight_decay"):  # the same optimiser: only the method differs
+        assert getattr(rlvr.optim, key) == getattr(lsp.optim, key), key
+    assert (rlvr.time_limit_minutes, rlvr.model.name, rlvr.sampling) == (lsp.time_limit_minutes, "tiny", lsp.sampling)
+    assert lsp.recipe.queries_per_step * lsp.recipe.answers_per_query == \
+           rlvr.recipe.prompts_per_step * rlvr.recipe.answers_per_prompt
 
 
 @pytest.mark.real_model
