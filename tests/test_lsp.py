@@ -304,6 +304,27 @@ def test_challenger_reward_lsp_is_minus_V_plus_V_Q(policy, tmp_path):
     assert lsp.challenger_reward([], valid=False) == -2.0
 
 
+def test_a_held_out_query_may_be_paid_apart_from_an_invalid_one(policy, tmp_path):
+    default = build(policy, tmp_path)
+    roaming = build(policy, tmp_path, ["recipe.held_out_query_reward=-1"])
+    assert default.challenger_reward([], valid=False, held_out=True) == -2.0  # None: invalid_query_reward
+    assert roaming.challenger_reward([], valid=False, held_out=True) == -1.0
+    assert roaming.challenger_reward([], valid=False) == -2.0  # a malformed query still pays -2
+    # collect: the first step where the random Challenger writes a held-out sum (2+5, ...), paid -1
+    for step in range(400):
+        batch = roaming.collect(step)
+        held_out = [c for c in challengers(batch) if c.info["reason"] == "a held-out problem (kept for evaluation)"]
+        if held_out:
+            break
+    else:
+        pytest.fail("the random Challenger wrote no held-out sum")
+    assert all(c.reward == -1.0 and not c.info["valid"] and solvers(batch, c.group) == [] for c in held_out)
+    assert all(c.reward == -2.0 for c in challengers(batch) if not c.info["valid"] and c not in held_out)
+    assert batch.metrics["lsp/held_out_queries"] == len(held_out) / len(challengers(batch))
+    assert [c.reward for c in challengers(default.collect(step)) if c.info["text"] in
+            {h.info["text"] for h in held_out}] == [-2.0] * len(held_out)
+
+
 def test_challenger_reward_rzero_peaks_at_half_agreement(policy, tmp_path):
     lsp = build(policy, tmp_path, ["recipe.challenger_reward=rzero"])
     # the majority "7" holds 3 of 4 answers: p = 0.75, 1 - 2|0.75 - 0.5| = 0.5; + V_Q 0.25 = 0.75
@@ -387,23 +408,26 @@ def test_looks_like_code():
 
 
 def test_step_metrics_by_hand(policy, tmp_path):
-    queries = ["1+2", "1+2", "a+b"]
+    queries = ["1+2", "1+2", "a+b", "8+7"]
     p = build(policy, tmp_path).check("1+2")[2]
-    checks = [(True, "ok", p), (True, "ok", p), (False, "unexpected character 'a' at position 0", None)]
+    assert build(policy, tmp_path).check("8+7") == (False, "a held-out problem (kept for evaluation)", None)
+    checks = [(True, "ok", p), (True, "ok", p), (False, "unexpected character 'a' at position 0", None),
+              (False, "a held-out problem (kept for evaluation)", None)]
     samples = [solver("0:0", 1.0, 0.5, "```python", parsed=True, length=2),
                solver("0:0", 0.0, 0.0, "def f", parsed=False, length=4),
                solver("0:1", 0.2, 0.0, "import os", parsed=False, length=2),
                solver("0:1", 1.0, 1.0, "3", parsed=True, length=0),
-               challenger("0:0", -0.6), challenger("0:1", 0.1), challenger("0:2", -2.0)]
+               challenger("0:0", -0.6), challenger("0:1", 0.1), challenger("0:2", -2.0), challenger("0:3", -2.5)]
     expected = {
-        "lsp/valid_queries": 2 / 3,
-        "lsp/query_length": 3.0,  # (3 + 3 + 3) / 3
-        "lsp/distinct_queries": 2 / 3,
+        "lsp/valid_queries": 2 / 4,
+        "lsp/held_out_queries": 1 / 4,  # 8+7; a+b is no sum
+        "lsp/query_length": 3.0,  # (3 + 3 + 3 + 3) / 4
+        "lsp/distinct_queries": 3 / 4,
         "lsp/solver_reward": 0.55,  # (1 + 0 + 0.2 + 1) / 4
         "lsp/solver_accuracy": 0.5,  # R = 1 twice in 4; the format reward 0.2 is no solve
         "lsp/quality_reward": 0.375,  # (0.5 + 0 + 0 + 1) / 4
         "lsp/code_answers": 0.75,  # ```, def, import; not "3"
-        "lsp/challenger_reward": -2.5 / 3,  # (-0.6 + 0.1 - 2) / 3
+        "lsp/challenger_reward": -5 / 4,  # (-0.6 + 0.1 - 2 - 2.5) / 4
         "lsp/answer_length": 2.0,  # (2 + 4 + 2 + 0) / 4
     }
     zero = build(policy, tmp_path).step_metrics(samples, queries, checks)
@@ -559,6 +583,7 @@ def test_the_preset_loads_as_lsp_zero():
     (["recipe.task=sums"], r"unknown task 'sums'; available: arithmetic"),
     (["recipe.answers_per_query=1"], r"answers_per_query"),
     (["recipe.repetition_penalty_final=1"], r"recipe\.repetition_penalty_final needs recipe\.repetition_penalty_steps > 0"),
+    (["recipe.alpha_ch_final=2"], r"recipe\.alpha_ch_final needs recipe\.alpha_ch_steps > 0"),
 ])
 def test_config_errors_name_the_key(overrides, message):
     with pytest.raises(ConfigError, match=message):
@@ -600,6 +625,24 @@ def test_the_repetition_penalty_schedule_is_linear_then_constant(policy, tmp_pat
     for before, after in zip(challengers(a), challengers(b)):
         share = texts.count(before.info["text"]) / len(texts)
         assert after.reward == pytest.approx(before.reward - (5 - 4 * step / 400) * share)
+
+
+def test_the_alpha_ch_schedule_weighs_the_challenger_linearly_then_constantly(policy, tmp_path):
+    lsp = build(policy, tmp_path, ["recipe.alpha_ch=0.5", "recipe.alpha_ch_final=2", "recipe.alpha_ch_steps=300"])
+    # 0.5 -> 2 over 300 steps: 0.005 a step; step 100: 1.0, step 200: 1.5, from step 300 on: 2
+    for step, alpha in ((0, 0.5), (100, 1.0), (200, 1.5), (300, 2.0), (900, 2.0)):
+        batch = lsp.collect(step)
+        B, N = len(batch.samples), len(challengers(batch))
+        assert batch.metrics["lsp/alpha_ch"] == pytest.approx(alpha)
+        assert all(c.weight == pytest.approx(alpha * B / N) for c in challengers(batch))
+        assert all(s.weight == pytest.approx(B / (B - N)) for s in solvers(batch))  # L_sol is not scaled
+    constant = build(policy, tmp_path, ["recipe.alpha_ch=0.5"]).collect(900)
+    assert constant.metrics["lsp/alpha_ch"] == 0.5
+    # alpha_ch_from delays the ramp: 0.5 until step 100, then 0.005 a step, 2 from step 400 on
+    delayed = build(policy, tmp_path, ["recipe.alpha_ch=0.5", "recipe.alpha_ch_final=2",
+                                       "recipe.alpha_ch_steps=300", "recipe.alpha_ch_from=100"])
+    assert [delayed.collect(step).metrics["lsp/alpha_ch"] for step in (0, 100, 200, 399, 400, 900)] == \
+        pytest.approx([0.5, 0.5, 1.0, 1.995, 2.0, 2.0])
 
 
 # ---------------------------------------------------------------- 10. the win rate against the initial model

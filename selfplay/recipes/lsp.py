@@ -23,13 +23,15 @@ Deviations from the paper, each an option:
   `optim.kl_estimator: k1`, `optim.kl_per: sequence`, kept to show it is inert.
 - A query that is not a problem of the task family (verifiable rewards), or is one of the
   family's held-out problems (kept for evaluation: no Challenger may train on them), gets no
-  answers and the Challenger reward `invalid_query_reward` (-2: below any valid query's -V(q)).
+  answers and the Challenger reward `invalid_query_reward` (-2: below any valid query's -V(q));
+  a held-out problem may be paid `held_out_query_reward` instead.
 - `challenger_reward`: `lsp` (-V(q), the paper's, the only monotone one) or the follow-ups'
   `rzero` (1 - 2|p - 1/2|, p the agreement of the answers with their majority) and
   `learnability` (AZR's 1 - s iff 0 < s < 1, s the solve rate).
 - `repetition_penalty` (0 by default): R-Zero's penalty on a Challenger that writes the same
   query many times in one step; `repetition_penalty_final` and `repetition_penalty_steps` move
-  it linearly to another value over the first steps.
+  it linearly to another value over the first steps; `alpha_ch_final`, `alpha_ch_steps` and
+  `alpha_ch_from` (the step it starts moving) do the same for alpha_ch (constant in the paper).
 - The scales of R and R_Q (`reward_scale`, `quality_scale`) are options: the paper does
   not say how its reward model's unbounded score is weighed against the 0-7 quality score.
 - `style: compact` lets a tiny model on a CPU play: a few-character challenger prompt, and a
@@ -69,6 +71,7 @@ from selfplay.tasks import make as make_task
 from selfplay.tasks.evaluation import held_out_accuracy
 
 SOLVER, CHALLENGER = "solver", "challenger"
+HELD_OUT = "a held-out problem (kept for evaluation)"  # the reason check gives a held-out query
 BOXED = "\\boxed{"  # the start of a Challenger's turn with `query_from: boxed`
 
 # The Challenger's prompt in chat style: what the paper's prompt asks, in our own words.
@@ -101,6 +104,12 @@ class Config(RecipeSection):
     answers_per_query: int = Field(8, ge=2)  # G (the paper does not say)
     query_max_new_tokens: int | None = Field(None, gt=0)  # the Challenger's length limit (None: sampling's)
     alpha_ch: float = Field(1.0, ge=0)  # L = L_sol + alpha_ch * L_ch
+    # alpha_ch moves linearly to this value over `alpha_ch_steps` steps from step `alpha_ch_from`,
+    # then stays (None: constant): a slow Challenger while the Solver learns the family, a fast one
+    # once it knows most of it and the Challenger must move faster than the Solver learns to stay ahead
+    alpha_ch_final: float | None = Field(None, ge=0)
+    alpha_ch_steps: int = Field(0, ge=0)
+    alpha_ch_from: int = Field(0, ge=0)
     reward: str = "verifiable"  # R: verifiable | reward_model:PATH_OR_ID | judge | judge:openai:MODEL
     reward_scale: float = Field(1.0, gt=0)
     format_reward: float = Field(0.0, ge=0, lt=1)  # verifiable R of a wrong answer of the right form
@@ -111,6 +120,10 @@ class Config(RecipeSection):
     judge_temperature: float = Field(0.0, ge=0)  # 0: greedy
     challenger_reward: Literal["lsp", "rzero", "learnability"] = "lsp"
     invalid_query_reward: float = -2.0  # r_ch of a query that is not a (training) problem of the family
+    # r_ch of a held-out problem of the family (None: invalid_query_reward). At -2 a Challenger
+    # learns that any sum it has not asked before may cost it dearly and keeps to the ones it knows;
+    # at -1 (a query the Solver always answers) it may roam the family
+    held_out_query_reward: float | None = None
     # R-Zero's repetition penalty: r_ch -= penalty * (share of this step's queries equal to this
     # one), so a Challenger that repeats itself is paid less (0: off, the paper's)
     repetition_penalty: float = Field(0.0, ge=0)
@@ -143,6 +156,8 @@ class Config(RecipeSection):
                              "available: judge, judge:openai:MODEL")
         if self.repetition_penalty_final is not None and not self.repetition_penalty_steps:
             raise ValueError("recipe.repetition_penalty_final needs recipe.repetition_penalty_steps > 0")
+        if self.alpha_ch_final is not None and not self.alpha_ch_steps:
+            raise ValueError("recipe.alpha_ch_final needs recipe.alpha_ch_steps > 0")
         if self.challenger_reward == "learnability" and self.reward != "verifiable":
             raise ValueError("recipe.challenger_reward=learnability needs a solve rate: use recipe.reward=verifiable")
         return self
@@ -251,16 +266,18 @@ class LSPRecipe(Recipe):
         n_solver, batch_size = len(samples), len(samples) + len(queries)
         repeats = {text: count / len(texts) for text, count in Counter(texts).items()}
         penalty = self.repetition_penalty(step)
+        alpha_ch = _linear(cfg.alpha_ch, cfg.alpha_ch_final, cfg.alpha_ch_steps, step - cfg.alpha_ch_from)
         for i, query in enumerate(queries):
             own = [s for s in samples if s.group == f"{step}:{i}"]
             samples.append(Sample(
                 prompt_ids=query.prompt_ids, response_ids=query.response_ids, logprobs=query.logprobs,
                 task=cfg.task, role=CHALLENGER, episode_id=step * cfg.queries_per_step + i,
-                reward=self.challenger_reward(own, checks[i][0]) - penalty * repeats[texts[i]],
+                reward=self.challenger_reward(own, checks[i][0], checks[i][1] == HELD_OUT)
+                - penalty * repeats[texts[i]],
                 group=f"{step}:{i}", truncated=query.truncated,
                 # the learner averages over the whole batch: these weights make it L_sol (mean over the
                 # N*G answers) + alpha_ch * L_ch (mean over the N queries)
-                weight=cfg.alpha_ch * batch_size / len(queries),
+                weight=alpha_ch * batch_size / len(queries),
                 info={"text": texts[i], "valid": checks[i][0], "reason": checks[i][1]},
             ))
         for s in samples[:n_solver]:
@@ -270,7 +287,8 @@ class LSPRecipe(Recipe):
                         "answers": [{"answer": a.info["text"], "R": round(a.info["R"], 4), "R_Q": round(a.info["R_Q"], 4),
                                      "reason": a.info["reason"]} for a in samples[:n_solver] if a.group == c.group]}
                        for c in samples[n_solver:][:cfg.eval_transcripts]]
-        return Batch(samples, self.step_metrics(samples, texts, checks) | {"lsp/repetition_penalty": penalty})
+        return Batch(samples, self.step_metrics(samples, texts, checks)
+                     | {"lsp/repetition_penalty": penalty, "lsp/alpha_ch": alpha_ch})
 
     def query_text(self, written: str) -> str:
         """The query the Challenger's text makes: in compact style with a template, its first
@@ -295,13 +313,15 @@ class LSPRecipe(Recipe):
         if self.verifiable:
             check = self.task.check_query(query)
             if check.problem is not None and self.task.is_held_out(check.problem):
-                return False, "a held-out problem (kept for evaluation)", None
+                return False, HELD_OUT, None
             return check.problem is not None, check.reason, check.problem
         return bool(query), "ok" if query else "empty query", None
 
     # ---- rewards ---------------------------------------------------------------------------------
-    def challenger_reward(self, answers: list[Sample], valid: bool) -> float:
+    def challenger_reward(self, answers: list[Sample], valid: bool, held_out: bool = False) -> float:
         """r_ch = -V(q) + V_Q(q) (LSP), -V(q) (LSP-Zero), or a follow-up's reward of the answers."""
+        if held_out and self.cfg.held_out_query_reward is not None:
+            return self.cfg.held_out_query_reward
         if not valid:
             return self.cfg.invalid_query_reward
         V = sum(s.info["R"] for s in answers) / len(answers)
@@ -316,10 +336,7 @@ class LSPRecipe(Recipe):
     def repetition_penalty(self, step: int) -> float:
         """R-Zero's penalty at `step` (counted from 0): constant, or on its linear schedule."""
         cfg = self.cfg
-        if cfg.repetition_penalty_final is None:
-            return cfg.repetition_penalty
-        done = min(step / cfg.repetition_penalty_steps, 1.0)
-        return cfg.repetition_penalty + done * (cfg.repetition_penalty_final - cfg.repetition_penalty)
+        return _linear(cfg.repetition_penalty, cfg.repetition_penalty_final, cfg.repetition_penalty_steps, step)
 
     def step_metrics(self, samples: list[Sample], queries: list[str], checks) -> dict[str, float]:
         """The degeneration signals: query length and variety, code answers, R and R_Q apart,
@@ -329,6 +346,7 @@ class LSPRecipe(Recipe):
         n = max(len(solver), 1)
         return {
             "lsp/valid_queries": sum(ok for ok, _, _ in checks) / len(checks),
+            "lsp/held_out_queries": sum(reason == HELD_OUT for _, reason, _ in checks) / len(checks),
             "lsp/query_length": sum(len(q) for q in queries) / len(queries),
             "lsp/distinct_queries": len(set(queries)) / len(queries),
             "lsp/solver_reward": sum(s.info["R"] for s in solver) / n,  # R on fresh queries
@@ -424,6 +442,14 @@ class LSPRecipe(Recipe):
         self.reward_source.load_state_dict(state["reward"])
         if self.judge:
             self.judge.load_state_dict(state["judge"])
+
+
+def _linear(start: float, final: float | None, steps: int, step: int) -> float:
+    """A value that moves linearly from `start` to `final` over the first `steps` steps (step
+    counted from 0; `start` before it), then stays; constant when `final` is None."""
+    if final is None:
+        return start
+    return start + min(max(step / steps, 0.0), 1.0) * (final - start)
 
 
 def _fill(template: str, characters: str) -> str:

@@ -1,0 +1,83 @@
+"""What does an LSP Challenger ask, and what does its Solver know outside it?
+
+    python benchmarks/lsp_challenger.py RUN_DIR [--checkpoint step-004447] [--batches 40]
+
+Loads a verifiable LSP run's checkpoint (the last by default), samples `batches` x N queries
+from its Challenger as in training, and prints their support (distinct training sums asked, the
+share held out, the most frequent) and the Solver's greedy accuracy on the sums it asks, weighted
+as it asks them, against 300 training sums drawn uniformly, split into those inside the support
+and those outside it. A Challenger that keeps to a corner of the family while its Solver fails the
+rest shows as a high accuracy inside and a low one outside.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from collections import Counter
+from pathlib import Path
+
+from selfplay.config import load_config
+from selfplay.models.generation import SamplingParams
+from selfplay.models.policy import Policy
+from selfplay.recipes import RecipeContext, recipe_class
+from selfplay.recipes.lsp import HELD_OUT
+
+
+def challenger_support(run_dir: Path, checkpoint: str | None = None, batches: int = 40, uniform: int = 300) -> dict:
+    checkpoints = sorted((run_dir / "checkpoints").glob("step-*"))
+    if not checkpoints:
+        raise SystemExit(f"{run_dir}: no checkpoints/step-* folder")
+    folder = run_dir / "checkpoints" / checkpoint if checkpoint else checkpoints[-1]
+    cfg = load_config(str(run_dir / "config.yaml"), [f"model.name={folder}"])
+    if cfg.recipe.name != "lsp" or cfg.recipe.reward != "verifiable":
+        raise SystemExit(f"{run_dir}: not an LSP run with a verifiable reward")
+    policy = Policy(cfg.model, cfg.optim, cfg.sampling, cfg.seed)
+    s = cfg.sampling
+    context = RecipeContext(seed=cfg.seed, run_dir=run_dir, sampling=SamplingParams(s.temperature, s.top_p, s.max_new_tokens),
+                            eval_sampling=SamplingParams(0.0, s.top_p, s.max_new_tokens))
+    lsp = recipe_class("lsp")(cfg.recipe, policy, context)
+
+    texts = []
+    for k in range(batches):
+        written = policy.generator.generate([lsp.challenger_prompt] * cfg.recipe.queries_per_step, lsp.query_sampling,
+                                            seed=10_000 + k)
+        texts += [lsp.query_text(q.text) for q in written]
+    asked = Counter(texts)
+    checks = {text: lsp.check(text) for text in asked}
+    support = {text: n for text, n in asked.items() if checks[text][0]}
+    accuracy = {text: lsp.greedy_accuracy([checks[text][2]], cfg.seed) for text in support}
+
+    rng, task, drawn = random.Random(0), lsp.task, []
+    while len(drawn) < uniform:
+        problem = task.draw(rng)
+        if not task.is_held_out(problem):
+            drawn.append(problem)
+    inside = [p for p in drawn if p.text in support]
+    outside = [p for p in drawn if p.text not in support]
+    return {
+        "checkpoint": folder.name, "queries": len(texts), "distinct": len(asked), "distinct_training_sums": len(support),
+        "valid": sum(support.values()) / len(texts),
+        "held_out": sum(n for text, n in asked.items() if checks[text][1] == HELD_OUT) / len(texts),
+        "most_asked": asked.most_common(10), "asked": dict(asked),
+        "accuracy_as_asked": sum(accuracy[t] * n for t, n in support.items()) / max(sum(support.values()), 1),
+        "uniform": lsp.greedy_accuracy(drawn, cfg.seed),
+        "uniform_inside": (len(inside), lsp.greedy_accuracy(inside, cfg.seed) if inside else None),
+        "uniform_outside": (len(outside), lsp.greedy_accuracy(outside, cfg.seed) if outside else None),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--checkpoint", help="a folder under RUN_DIR/checkpoints (default: the last)")
+    parser.add_argument("--batches", type=int, default=40)
+    args = parser.parse_args(argv)
+    figures = challenger_support(args.run_dir, args.checkpoint, args.batches)
+    del figures["asked"]  # every query: too long to print
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
