@@ -23,6 +23,7 @@ from selfplay.models.generation import SamplingParams
 from selfplay.models.policy import Policy
 from selfplay.recipes import RecipeContext, recipe_class
 from selfplay.recipes.lsp import HELD_OUT
+from selfplay.tasks.evaluation import held_out_accuracy
 
 
 def challenger_support(run_dir: Path, checkpoint: str | None = None, batches: int = 40, uniform: int = 300) -> dict:
@@ -47,25 +48,37 @@ def challenger_support(run_dir: Path, checkpoint: str | None = None, batches: in
     asked = Counter(texts)
     checks = {text: lsp.check(text) for text in asked}
     support = {text: n for text, n in asked.items() if checks[text][0]}
-    accuracy = {text: lsp.greedy_accuracy([checks[text][2]], cfg.seed) for text in support}
+    right = dict(zip(support, solved(lsp, [checks[text][2] for text in support], cfg.seed)))
 
-    rng, task, drawn = random.Random(0), lsp.task, []
-    while len(drawn) < uniform:
-        problem = task.draw(rng)
-        if not task.is_held_out(problem):
-            drawn.append(problem)
-    inside = [p for p in drawn if p.text in support]
-    outside = [p for p in drawn if p.text not in support]
+    rng = random.Random(0)
+    drawn = [lsp.task.sample(rng) for _ in range(uniform)]
+    drawn_right = solved(lsp, drawn, cfg.seed)
+    inside = [r for p, r in zip(drawn, drawn_right) if p.text in support]
+    outside = [r for p, r in zip(drawn, drawn_right) if p.text not in support]
     return {
         "checkpoint": folder.name, "queries": len(texts), "distinct": len(asked), "distinct_training_sums": len(support),
         "valid": sum(support.values()) / len(texts),
         "held_out": sum(n for text, n in asked.items() if checks[text][1] == HELD_OUT) / len(texts),
         "most_asked": asked.most_common(10), "asked": dict(asked),
-        "accuracy_as_asked": sum(accuracy[t] * n for t, n in support.items()) / max(sum(support.values()), 1),
-        "uniform": lsp.greedy_accuracy(drawn, cfg.seed),
-        "uniform_inside": (len(inside), lsp.greedy_accuracy(inside, cfg.seed) if inside else None),
-        "uniform_outside": (len(outside), lsp.greedy_accuracy(outside, cfg.seed) if outside else None),
+        "accuracy_as_asked": sum(right[t] * n for t, n in support.items()) / max(sum(support.values()), 1),
+        "uniform": _mean(drawn_right),
+        "uniform_inside": (len(inside), _mean(inside)),
+        "uniform_outside": (len(outside), _mean(outside)),
     }
+
+
+def solved(lsp, problems: list, seed: int) -> list[bool]:
+    """Whether the Solver's greedy answer to each problem is right: one batched call, graded as
+    the held-out set is (its transcript rows carry each problem's score)."""
+    if not problems:
+        return []
+    _, rows = held_out_accuracy(lsp.task, problems, lsp.task_prompt_ids, lsp.policy.eval_generator,
+                                lsp.context.eval_sampling, seed, step=0, transcripts=len(problems))
+    return [row["score"] == 1.0 for row in rows]
+
+
+def _mean(flags: list[bool]) -> float | None:
+    return sum(flags) / len(flags) if flags else None
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -17,7 +17,7 @@ from selfplay.models.generation import SamplingParams
 from selfplay.models.policy import Policy
 from selfplay.recipes import Batch, RecipeContext, recipe_class
 from selfplay.evals.instructions import instructions
-from selfplay.recipes.lsp import CHALLENGER, SOLVER, Config, LSPRecipe, _fill, looks_like_code
+from selfplay.recipes.lsp import CHALLENGER, HELD_OUT, SOLVER, Config, LSPRecipe, _fill, looks_like_code
 from selfplay.rewards.chat import ModelChat
 from selfplay.models.loading import render_prompt
 from selfplay.rewards.judge import ModelJudge, quality_prompt
@@ -313,7 +313,7 @@ def test_a_held_out_query_may_be_paid_apart_from_an_invalid_one(policy, tmp_path
     # collect: the first step where the random Challenger writes a held-out sum (2+5, ...), paid -1
     for step in range(400):
         batch = roaming.collect(step)
-        held_out = [c for c in challengers(batch) if c.info["reason"] == "a held-out problem (kept for evaluation)"]
+        held_out = [c for c in challengers(batch) if c.info["reason"] == HELD_OUT]
         if held_out:
             break
     else:
@@ -410,9 +410,10 @@ def test_looks_like_code():
 def test_step_metrics_by_hand(policy, tmp_path):
     queries = ["1+2", "1+2", "a+b", "8+7"]
     p = build(policy, tmp_path).check("1+2")[2]
-    assert build(policy, tmp_path).check("8+7") == (False, "a held-out problem (kept for evaluation)", None)
+    assert build(policy, tmp_path).check("8+7") == (False, HELD_OUT, None) and HELD_OUT == \
+        "a held-out problem (kept for evaluation)"
     checks = [(True, "ok", p), (True, "ok", p), (False, "unexpected character 'a' at position 0", None),
-              (False, "a held-out problem (kept for evaluation)", None)]
+              (False, HELD_OUT, None)]
     samples = [solver("0:0", 1.0, 0.5, "```python", parsed=True, length=2),
                solver("0:0", 0.0, 0.0, "def f", parsed=False, length=4),
                solver("0:1", 0.2, 0.0, "import os", parsed=False, length=2),
