@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import random
 from pathlib import Path
 
@@ -17,7 +18,8 @@ from selfplay.models.generation import SamplingParams
 from selfplay.models.policy import Policy
 from selfplay.recipes import Batch, RecipeContext, recipe_class
 from selfplay.evals.instructions import instructions
-from selfplay.recipes.lsp import CHALLENGER, HELD_OUT, SOLVER, Config, LSPRecipe, _fill, looks_like_code
+from selfplay.recipes.lsp import (CHALLENGER, HELD_OUT, SOLVER, Config, LSPRecipe, _fill, faded_counts,
+                                  looks_like_code, novelty_bonus)
 from selfplay.rewards.chat import ModelChat
 from selfplay.models.loading import render_prompt
 from selfplay.rewards.judge import ModelJudge, quality_prompt
@@ -507,7 +509,7 @@ def test_lsp_zero_saves_a_trivial_state_and_a_fresh_recipe_continues_the_same(co
     folder = tmp_path / "checkpoint"
     folder.mkdir()
     lsp.save(folder)
-    assert json.loads((folder / "lsp.json").read_text()) == {"reward": {}, "judge": None}
+    assert json.loads((folder / "lsp.json").read_text()) == {"reward": {}, "judge": None, "asked": {}}
     fresh = build(new_policy(), tmp_path, COLLECTED)
     fresh.load(folder)
     a, b = lsp.collect(step), fresh.collect(step)
@@ -544,7 +546,7 @@ def test_lsp_with_the_quality_judge_keeps_its_call_count_across_save_and_load(po
     folder = tmp_path / "checkpoint"
     folder.mkdir()
     lsp.save(folder)
-    assert json.loads((folder / "lsp.json").read_text()) == {"reward": {}, "judge": {"calls": 1}}
+    assert json.loads((folder / "lsp.json").read_text()) == {"reward": {}, "judge": {"calls": 1}, "asked": {}}
     resumed = short_judge(build(new_policy(), tmp_path, quality))
     resumed.load(folder)
     assert resumed.judge.state_dict() == {"calls": 1}
@@ -585,6 +587,8 @@ def test_the_preset_loads_as_lsp_zero():
     (["recipe.answers_per_query=1"], r"answers_per_query"),
     (["recipe.repetition_penalty_final=1"], r"recipe\.repetition_penalty_final needs recipe\.repetition_penalty_steps > 0"),
     (["recipe.alpha_ch_final=2"], r"recipe\.alpha_ch_final needs recipe\.alpha_ch_steps > 0"),
+    (["recipe.novelty_decay=0"], r"recipe\.novelty_decay"),
+    (["recipe.novelty_bonus=-1"], r"recipe\.novelty_bonus"),
 ])
 def test_config_errors_name_the_key(overrides, message):
     with pytest.raises(ConfigError, match=message):
@@ -644,6 +648,57 @@ def test_the_alpha_ch_schedule_weighs_the_challenger_linearly_then_constantly(po
                                        "recipe.alpha_ch_steps=300", "recipe.alpha_ch_from=100"])
     assert [delayed.collect(step).metrics["lsp/alpha_ch"] for step in (0, 100, 200, 399, 400, 900)] == \
         pytest.approx([0.5, 0.5, 1.0, 1.995, 2.0, 2.0])
+
+
+def test_the_novelty_bonus_and_its_faded_counts_by_hand():
+    assert novelty_bonus(0.5, 0.0) == 0.5  # never asked: the whole bonus
+    assert novelty_bonus(0.5, 3.0) == pytest.approx(0.25)  # 0.5 / sqrt(1 + 3)
+    # decay 0.5: step 0 asks 1+2 twice and 4+5 once; step 1 asks 4+5 once
+    after_0 = faded_counts({}, ["1+2", "1+2", "4+5"], 0.5)
+    assert after_0 == {"1+2": 2.0, "4+5": 1.0}
+    assert faded_counts(after_0, ["4+5"], 0.5) == {"1+2": 1.0, "4+5": 1.5}  # 2/2; 1/2 + 1
+    assert faded_counts({"1+2": 2.0}, ["1+2"], 1.0) == {"1+2": 3.0}  # decay 1: counts never fade
+    assert faded_counts({"1+2": 0.0015}, [], 0.5) == {}  # faded to 0.00075 < 1e-3: dropped
+
+
+def test_the_novelty_bonus_pays_each_valid_query_by_its_count_and_survives_a_checkpoint(policy, tmp_path):
+    plain = build(policy, tmp_path)
+    options = ["recipe.novelty_bonus=1", "recipe.novelty_decay=0.5"]
+    novel = build(policy, tmp_path, options)
+    step, a = mixed_step(plain, range(400), lambda batch: len({c.info["text"] for c in challengers(batch)
+                                                               if c.info["valid"]}) >= 2)
+    texts = [c.info["text"] for c in challengers(a)]
+    asked_before = next(c.info["text"] for c in challengers(a) if c.info["valid"])
+    novel.asked = {asked_before: 3.0, "zz": 0.5}  # as if earlier steps had asked them
+    b = novel.collect(step)
+    bonuses = []
+    for before, after in zip(challengers(a), challengers(b)):
+        n = 3.0 if before.info["text"] == asked_before else 0.0
+        bonuses.append(1 / math.sqrt(1 + n) if before.info["valid"] else 0.0)  # 0.5 or 1; none if invalid
+        assert after.reward == pytest.approx(before.reward + bonuses[-1])
+    assert 0.5 in bonuses and 1.0 in bonuses and 0.0 in bonuses
+    assert [s.reward for s in solvers(a)] == [s.reward for s in solvers(b)]  # the Solver is not paid it
+    assert b.metrics["lsp/novelty_bonus"] == pytest.approx(sum(bonuses) / len(bonuses))
+    assert a.metrics["lsp/novelty_bonus"] == 0.0 and plain.asked == {}  # off: no bonus, no counts
+    later = build(policy, tmp_path, [*options, f"recipe.novelty_from={step + 1}"])
+    later.asked = {asked_before: 3.0, "zz": 0.5}
+    not_yet = later.collect(step)  # before novelty_from: no bonus, but the step is counted
+    assert [c.reward for c in challengers(not_yet)] == [c.reward for c in challengers(a)]
+    # the counts after the step: the earlier ones halved, plus every query this step wrote
+    expected = {asked_before: 1.5, "zz": 0.25}
+    for text in texts:
+        expected[text] = expected.get(text, 0.0) + 1.0
+    assert novel.asked == pytest.approx(expected) and later.asked == pytest.approx(expected)
+
+    folder = tmp_path / "checkpoint"
+    folder.mkdir()
+    novel.save(folder)
+    resumed = build(new_policy(), tmp_path, options)
+    resumed.load(folder)
+    assert resumed.asked == novel.asked
+    c, d = novel.collect(step + 1), resumed.collect(step + 1)
+    assert [s.reward for s in c.samples] == [s.reward for s in d.samples]
+    assert novel.asked == resumed.asked
 
 
 # ---------------------------------------------------------------- 10. the win rate against the initial model

@@ -32,6 +32,9 @@ Deviations from the paper, each an option:
   query many times in one step; `repetition_penalty_final` and `repetition_penalty_steps` move
   it linearly to another value over the first steps; `alpha_ch_final`, `alpha_ch_steps` and
   `alpha_ch_from` (the step it starts moving) do the same for alpha_ch (constant in the paper).
+- `novelty_bonus` (0 by default): an exploration bonus across steps, novelty_bonus / sqrt(1 + n(q))
+  on a valid query asked n(q) times before (counts fading by `novelty_decay` a step), paid from
+  step `novelty_from`.
 - The scales of R and R_Q (`reward_scale`, `quality_scale`) are options: the paper does
   not say how its reward model's unbounded score is weighed against the 0-7 quality score.
 - `style: compact` lets a tiny model on a CPU play: a few-character challenger prompt, and a
@@ -48,6 +51,7 @@ Sections: config, collect (challenge, solve, rewards), advantages, evaluate, sta
 from __future__ import annotations
 
 import json
+import math
 import random
 from collections import Counter
 from dataclasses import replace
@@ -132,6 +136,15 @@ class Config(RecipeSection):
     # still fails once it knows most of it
     repetition_penalty_final: float | None = Field(None, ge=0)
     repetition_penalty_steps: int = Field(0, ge=0)
+    # an exploration bonus across steps (0: off, the paper's): a valid query earns
+    # r_ch += novelty_bonus / sqrt(1 + n(q)), n(q) the times q was asked in earlier steps, each
+    # step's count fading by `novelty_decay` a step (1: never). A policy-gradient Challenger learns
+    # only from what it writes; this pays it to write the problems it has not (lately) asked, which
+    # are the ones the Solver has not trained on. Paid from step `novelty_from` (counted from the
+    # start): spread from the first step, the Challenger leaves the Solver no corner to learn first
+    novelty_bonus: float = Field(0.0, ge=0)
+    novelty_decay: float = Field(1.0, gt=0, le=1)
+    novelty_from: int = Field(0, ge=0)
     # local judges (quality_judge, pairwise_judge = judge): text, the paper's (a justification, then
     # the score tag), or tag (one forced token after the opening tag: for models too small to keep
     # the rubric's format)
@@ -179,6 +192,7 @@ class LSPRecipe(Recipe):
             raise ValueError(f"task {cfg.task!r} with options {cfg.task_options} has no held-out problems")
         self.initial_answers: list[str] | None = None  # the initial model's answers to the shipped requests
         self.recent: list[dict] = []  # a few of the last step's queries with their answers, for transcripts
+        self.asked: dict[str, float] = {}  # n(q) of the novelty bonus: the (faded) times q was asked
         self.pairwise: PairwiseJudge | None = None  # built on first use: it may load the reference
         self.boxed = cfg.style == "chat" and cfg.query_from == "boxed"
         self.challenger_prompt = self.prompt_ids(
@@ -267,13 +281,18 @@ class LSPRecipe(Recipe):
         repeats = {text: count / len(texts) for text, count in Counter(texts).items()}
         penalty = self.repetition_penalty(step)
         alpha_ch = _linear(cfg.alpha_ch, cfg.alpha_ch_final, cfg.alpha_ch_steps, step - cfg.alpha_ch_from)
+        scale = cfg.novelty_bonus if step >= cfg.novelty_from else 0.0
+        bonuses = [novelty_bonus(scale, self.asked.get(text, 0.0)) if ok else 0.0
+                   for text, (ok, _, _) in zip(texts, checks)]
+        if cfg.novelty_bonus:
+            self.asked = faded_counts(self.asked, texts, cfg.novelty_decay)
         for i, query in enumerate(queries):
             own = [s for s in samples if s.group == f"{step}:{i}"]
             samples.append(Sample(
                 prompt_ids=query.prompt_ids, response_ids=query.response_ids, logprobs=query.logprobs,
                 task=cfg.task, role=CHALLENGER, episode_id=step * cfg.queries_per_step + i,
                 reward=self.challenger_reward(own, checks[i][0], checks[i][1] == HELD_OUT)
-                - penalty * repeats[texts[i]],
+                - penalty * repeats[texts[i]] + bonuses[i],
                 group=f"{step}:{i}", truncated=query.truncated,
                 # the learner averages over the whole batch: these weights make it L_sol (mean over the
                 # N*G answers) + alpha_ch * L_ch (mean over the N queries)
@@ -288,7 +307,8 @@ class LSPRecipe(Recipe):
                                      "reason": a.info["reason"]} for a in samples[:n_solver] if a.group == c.group]}
                        for c in samples[n_solver:][:cfg.eval_transcripts]]
         return Batch(samples, self.step_metrics(samples, texts, checks)
-                     | {"lsp/repetition_penalty": penalty, "lsp/alpha_ch": alpha_ch})
+                     | {"lsp/repetition_penalty": penalty, "lsp/alpha_ch": alpha_ch,
+                        "lsp/novelty_bonus": sum(bonuses) / len(bonuses)})
 
     def query_text(self, written: str) -> str:
         """The query the Challenger's text makes: in compact style with a template, its first
@@ -431,17 +451,35 @@ class LSPRecipe(Recipe):
         return metrics, rows
 
     # ---- state -----------------------------------------------------------------------------------
-    # A step's sampling seeds are functions of (seed, step) and the held-out set is fixed; only
-    # a judge that samples keeps a call count.
+    # A step's sampling seeds are functions of (seed, step) and the held-out set is fixed; a judge
+    # that samples keeps a call count, and the novelty bonus its counts (exact in JSON: floats are
+    # written as their shortest exact repr).
     def save(self, folder: Path) -> None:
-        state = {"reward": self.reward_source.state_dict(), "judge": self.judge.state_dict() if self.judge else None}
+        state = {"reward": self.reward_source.state_dict(), "judge": self.judge.state_dict() if self.judge else None,
+                 "asked": self.asked}
         (folder / "lsp.json").write_text(json.dumps(state))
 
     def load(self, folder: Path) -> None:
         state = json.loads((folder / "lsp.json").read_text())
         self.reward_source.load_state_dict(state["reward"])
+        self.asked = state.get("asked", {})
         if self.judge:
             self.judge.load_state_dict(state["judge"])
+
+
+def novelty_bonus(scale: float, asked: float) -> float:
+    """The exploration bonus of a query asked `asked` times before (faded): scale / sqrt(1 + n)."""
+    return scale / math.sqrt(1.0 + asked)
+
+
+def faded_counts(asked: dict[str, float], queries: list[str], decay: float) -> dict[str, float]:
+    """n(q) after a step: the earlier counts times `decay`, plus this step's; a count faded below
+    1e-3 is dropped (its bonus is within 0.05% of a never-asked query's), which bounds the table
+    when the Challenger writes free text."""
+    counts = {q: n * decay for q, n in asked.items() if n * decay >= 1e-3}
+    for q in queries:
+        counts[q] = counts.get(q, 0.0) + 1.0
+    return counts
 
 
 def _linear(start: float, final: float | None, steps: int, step: int) -> float:
