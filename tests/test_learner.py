@@ -103,6 +103,36 @@ def test_a_written_sample_trains_on_the_learners_logprobs_and_stays_out_of_the_g
         Learner(copy.deepcopy(model), settings).update(sampled + [written])
 
 
+def test_a_restricted_sample_is_trained_as_the_softmax_over_its_allowed_tokens():
+    model, tokenizer = load_model("tiny", seed=0)
+    settings = LearnerSettings(lr=1e-3, epochs=1, micro_batch_size=2, loss_norm="token_mean")
+    sample = make_samples(tokenizer, BATCH[:1])[0]  # "4" then <|im_end|>
+    sample.logprobs = [-5.0, -5.0]  # the sampler's, over the whole vocabulary: not this policy's
+    digits = tokenizer("0123456789", add_special_tokens=False)["input_ids"]
+    sample.allowed_token_ids = (*digits, sample.response_ids[-1])
+    learner = Learner(copy.deepcopy(model), settings)
+    with torch.no_grad():  # by hand: each response token's logit against the allowed tokens' logsumexp
+        logits = model(torch.tensor([sample.prompt_ids + sample.response_ids])).logits[0].float()
+        rows = logits[len(sample.prompt_ids) - 1:-1]
+        allowed = list(sample.allowed_token_ids)
+        by_hand = sum(row[token] - torch.logsumexp(row[allowed], 0) for row, token in zip(rows, sample.response_ids))
+        whole_vocabulary = sum(torch.log_softmax(row, 0)[token] for row, token in zip(rows, sample.response_ids))
+    assert sequence_logprob(learner, sample) == pytest.approx(by_hand.item(), abs=1e-5)
+    assert by_hand > whole_vocabulary + 0.1  # the allowed tokens hold less than all the mass
+    # its whole-vocabulary sampler log-probs stay out: no gap, and as the old log-probs the learner's own
+    stats = Learner(copy.deepcopy(model), settings, use_sampler_logprobs=True).update([sample])
+    assert "sampler_logprob_gap" not in stats and stats["approx_kl"] == 0.0
+    before = sequence_logprob(learner, sample)
+    learner.update([sample])  # A = +1
+    assert sequence_logprob(learner, sample) > before
+    # in a batch with an unrestricted sample, that one keeps the whole vocabulary
+    plain = make_samples(tokenizer, BATCH[1:2])[0]
+    with torch.no_grad():
+        both = learner.response_logprobs(learner.model, learner.collate([sample, plain]))[0]
+    assert both[1].sum().item() == pytest.approx(sequence_logprob(learner, plain), abs=1e-5)
+    assert both[0].sum().item() == pytest.approx(sequence_logprob(learner, sample), abs=1e-5)
+
+
 @pytest.mark.parametrize("norm", ["token_mean", "constant"])
 def test_micro_batches_accumulate_to_the_full_batch_gradient(norm):
     grads = []

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from selfplay.config import ConfigError, load_config
-from selfplay.models.generation import SamplingParams
+from selfplay.models.generation import SamplingParams, default_stop_token_ids
 from selfplay.models.policy import Policy
 from selfplay.recipes import Batch, RecipeContext, recipe_class
 from selfplay.evals.instructions import instructions
@@ -145,6 +145,43 @@ def test_a_digit_too_short_for_the_template_is_refused(policy, tmp_path):
         for s in batch.samples:
             if s.role == CHALLENGER and len(lsp.policy.tokenizer.decode(s.response_ids, skip_special_tokens=True)) < 2:
                 assert s.info["valid"] is False and s.info["reason"] == "too short to fill the template"
+
+
+FOUR_OPERANDS = ["recipe.task_options.terms=4", 'recipe.compact_template="{}+{}+{}+{}"', "recipe.query_max_new_tokens=4"]
+
+
+def test_a_compact_alphabet_lets_a_random_challenger_fill_four_slots(tmp_path):
+    """Unrestricted, the random model fills four slots with digits about once in 10^4 tries;
+    kept to the digits (and the stop tokens), every query that fills them is a sum."""
+    free = build(new_policy(load(FOUR_OPERANDS)), tmp_path, FOUR_OPERANDS)
+    digits = build(free.policy, tmp_path, [*FOUR_OPERANDS, 'recipe.compact_alphabet="0123456789"'])
+    free_batches = [free.collect(step) for step in range(3)]
+    assert [c.info["reason"] for b in free_batches for c in challengers(b)].count("ok") == 0
+    assert all(s.allowed_token_ids is None for b in free_batches for s in b.samples)
+    allowed = set(digits.query_sampling.allowed_token_ids)
+    tokenizer = digits.policy.tokenizer
+    assert allowed == set(tokenizer("0123456789", add_special_tokens=False)["input_ids"]) | set(
+        default_stop_token_ids(digits.policy.model, tokenizer))
+    reasons = []
+    for step in range(3):
+        batch = digits.collect(step)
+        # the learner trains the Challenger as the policy it samples from (tests/test_learner.py)
+        assert all(s.allowed_token_ids is None for s in solvers(batch))
+        for c in challengers(batch):
+            assert c.allowed_token_ids == digits.query_sampling.allowed_token_ids
+            assert set(c.response_ids) <= allowed
+            written = tokenizer.decode(c.response_ids, skip_special_tokens=True)
+            assert set(written) <= set("0123456789")
+            reasons.append(c.info["reason"])
+            if len(written) == 4:  # a sum of the family: one to train on, or one kept for evaluation
+                assert c.info["reason"] in ("ok", HELD_OUT) and c.info["text"] == "+".join(written)
+    assert reasons.count("ok") >= len(reasons) // 4
+
+
+def test_a_compact_alphabet_character_that_is_not_one_token_is_a_config_error(policy, tmp_path):
+    with pytest.raises(ConfigError, match=r"recipe.compact_alphabet: every character of '0123\u6f22' must be one "
+                                          r"token of this model's tokenizer"):  # 漢: the unknown token here
+        build(policy, tmp_path, ['recipe.compact_alphabet="0123\u6f22"'])
 
 
 # ---------------------------------------------------------------- 2. check: training problems only
@@ -813,5 +850,5 @@ def test_smollm2_plays_both_roles_with_a_boxed_challenger_and_a_graded_self_judg
     assert all(0 < a.info["R_Q"] < 1 for a in answers) and len({a.info["R_Q"] for a in answers}) > 1
     assert lsp.evaluate(0).metrics["eval/lsp/win_rate"] == 0.5  # the adapter starts as a no-op: a tie
     split = cfg.recipe.model_copy(update={"query_alphabet": "0123456789+\u6f22"})  # 漢: three byte tokens here
-    with pytest.raises(ConfigError, match=r"recipe.query_alphabet .*must be one token of this model's tokenizer"):
+    with pytest.raises(ConfigError, match=r"recipe.query_alphabet: .*must be one token of this model's tokenizer"):
         LSPRecipe(split, own, context)

@@ -34,6 +34,13 @@ mean |sampler - learner| log-prob on epoch 0, a check that the two agree. A samp
 sampler log-probs (`Sample.logprobs` empty: a response a recipe wrote rather than sampled) is
 trained on with the learner's own and left out of that check.
 
+Restricted samplers: a sample with `allowed_token_ids` was drawn from the policy's softmax over
+those tokens only, and the learner trains that policy: its log-probs (and entropy, and the
+reference's log-probs for the KL) are over the allowed tokens. Were they over the whole
+vocabulary, a token the sampler drew while the rest of the vocabulary held nearly all the mass
+would have a tiny log-prob whose ratio can explode in a second epoch. Its sampler log-probs are
+the whole vocabulary's, so it is treated as a written sample in the two places above.
+
 Precision and memory: `autocast_dtype` (e.g. bf16) runs the forward passes under autocast
 while the optimizer updates the model's own (fp32) weights; `gradient_checkpointing`
 recomputes each decoder layer's activations in the backward pass instead of keeping them.
@@ -182,10 +189,10 @@ class Learner:
         for i, s in enumerate(samples):
             n = len(s.response_ids)
             mask[i, :n] = 1
-            if len(s.logprobs) == n:
+            if len(s.logprobs) == n and s.allowed_token_ids is None:
                 sampler_logprobs[i, :n] = torch.tensor(s.logprobs)
                 sampled[i, :n] = 1
-            elif s.logprobs:  # empty: a written response, trained on with the learner's own log-probs
+            elif s.logprobs and len(s.logprobs) != n:  # empty: a written response, trained on with the learner's own log-probs
                 raise ValueError(f"sample {i} has {len(s.logprobs)} logprobs for {n} response tokens")
         weights = [s.weight for s in samples]
         if any(w != 1.0 for w in weights):  # else no weights: the unweighted sums, bit for bit
@@ -202,6 +209,15 @@ class Learner:
                     raise ValueError(f"sample {i} has no legal_token_ids, which entropy_over='legal_moves' needs")
                 legal[rows[i], s.legal_token_ids] = True
             extra["legal"] = legal
+        if any(s.allowed_token_ids is not None for s in samples):
+            # per distinct row: the tokens its sampler could draw (all, for an unrestricted sample)
+            vocab = self.model.get_output_embeddings().weight.shape[0]
+            allowed = torch.ones((len(distinct), vocab), dtype=torch.bool)
+            for i, s in enumerate(samples):
+                if s.allowed_token_ids is not None:
+                    allowed[rows[i]] = False
+                    allowed[rows[i], list(s.allowed_token_ids)] = True
+            extra["allowed"] = allowed
         positions = shared + (attention.cumsum(-1) - 1).clamp(min=0)
         if shared:
             extra["prefix_ids"] = torch.tensor([samples[0].prompt_ids[:shared]])
@@ -230,6 +246,9 @@ class Learner:
             logits = model(input_ids=batch["input_ids"], attention_mask=attention,
                            position_ids=batch["position_ids"], logits_to_keep=width + 1, **cache).logits[:, :-1]
         targets = batch["input_ids"][:, -width:]
+        if "allowed" in batch:  # the policy its sampler drew from: softmax over the allowed tokens
+            # a large finite fill, not -inf: 0 * -inf would make the entropy's gradient NaN
+            logits = logits.float().masked_fill(~batch["allowed"][:, None], -1e9)
         logprobs = token_logprobs(logits, targets)
         entropy = None
         if with_entropy and "legal" in batch:  # one-token moves: the policy over the legal moves

@@ -102,9 +102,11 @@ def default_stop_token_ids(model, tokenizer) -> tuple[int, ...]:
 
 
 def single_token_ids(tokenizer, texts: Sequence[str]) -> list[int] | None:
-    """The id of each text when every one is a single token of `tokenizer`; None when any is not."""
+    """The id of each text when every one is a single token of `tokenizer`; None when any is not
+    (a character the tokenizer does not know is one token too, its unknown token: not a match)."""
     ids = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
-    return [i[0] for i in ids] if all(len(i) == 1 for i in ids) else None
+    unknown = tokenizer.unk_token_id
+    return [i[0] for i in ids] if all(len(i) == 1 and i[0] != unknown for i in ids) else None
 
 
 def alphabet_token_ids(model, tokenizer, alphabet: str) -> tuple[int, ...] | None:

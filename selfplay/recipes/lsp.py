@@ -40,8 +40,10 @@ Deviations from the paper, each an option:
 - `style: compact` lets a tiny model on a CPU play: a few-character challenger prompt, and a
   `compact_template` whose `{}` slots the Challenger fills one character each (`{}+{}`: it
   writes `34` and asks `3+4`), so that a randomly initialised model writes a valid query
-  about once in 150 tries instead of once in ten thousand. `chat` is the paper's form: the
-  Challenger writes the whole request.
+  about once in 150 tries instead of once in ten thousand; `compact_alphabet` keeps its
+  characters to a set (e.g. the digits), for templates of more slots than a random model fills
+  by chance, and the learner trains it as the policy over that set. `chat` is the paper's form:
+  the Challenger writes the whole request.
 - `format_reward` (0 by default): R of a wrong answer of the right form, as in RLVR, for a
   model that must first learn to answer with a number.
 
@@ -99,6 +101,10 @@ class Config(RecipeSection):
     # compact: the query's form; the Challenger's characters fill the `{}` slots one each ("": its
     # text is the query as written)
     compact_template: str = "{}+{}"
+    # compact: the characters the Challenger may write, its sampling restricted to them and the stop
+    # tokens ("": any token). A random model fills four slots with digits about once in 10^4 tries
+    # unrestricted: a bigger family than three one-digit operands is out of its reach without this
+    compact_alphabet: str = ""
     # chat: where the query is read from. text: the Challenger's whole answer (the paper's). boxed:
     # its turn starts with `\boxed{`, it may write only `query_alphabet` characters and `}`, and the
     # query is what it writes before `}`: for a model too small to write a problem of the family unaided
@@ -195,6 +201,7 @@ class LSPRecipe(Recipe):
         self.asked: dict[str, float] = {}  # n(q) of the novelty bonus: the (faded) times q was asked
         self.pairwise: PairwiseJudge | None = None  # built on first use: it may load the reference
         self.boxed = cfg.style == "chat" and cfg.query_from == "boxed"
+        self.trained_alphabet: tuple[int, ...] | None = None  # Sample.allowed_token_ids of a Challenger turn
         self.challenger_prompt = self.prompt_ids(
             cfg.compact_prompt if cfg.style == "compact"
             else CHALLENGER_PROMPT.format(task_kind=cfg.task_kind, template=cfg.template)
@@ -203,16 +210,22 @@ class LSPRecipe(Recipe):
                                       max_new_tokens=cfg.query_max_new_tokens or context.sampling.max_new_tokens)
         if self.boxed:  # the turn starts inside \boxed{ and may only write the alphabet and the }
             self.challenger_prompt += policy.tokenizer(BOXED, add_special_tokens=False)["input_ids"]
-            self.query_sampling = replace(self.query_sampling, allowed_token_ids=self.alphabet_ids())
+            self.query_sampling = replace(self.query_sampling,
+                                          allowed_token_ids=self.alphabet_ids("query_alphabet", cfg.query_alphabet + "}"))
+        elif cfg.style == "compact" and cfg.compact_alphabet:
+            self.query_sampling = replace(self.query_sampling,
+                                          allowed_token_ids=self.alphabet_ids("compact_alphabet", cfg.compact_alphabet))
+            # the Challenger is trained as the policy it samples from, over its alphabet (see the learner)
+            self.trained_alphabet = self.query_sampling.allowed_token_ids
 
-    def alphabet_ids(self) -> tuple[int, ...]:
-        """The token ids of `query_alphabet`, `}` and the stop tokens: each character one token."""
+    def alphabet_ids(self, key: str, alphabet: str) -> tuple[int, ...]:
+        """The token ids of `alphabet`'s characters and the stop tokens: each character one token."""
         from selfplay.config import ConfigError  # selfplay.config imports the recipes
 
-        ids = alphabet_token_ids(self.policy.model, self.policy.tokenizer, self.cfg.query_alphabet + "}")
+        ids = alphabet_token_ids(self.policy.model, self.policy.tokenizer, alphabet)
         if ids is None:
-            raise ConfigError(f"recipe.query_alphabet {self.cfg.query_alphabet!r}: every character and '}}' must "
-                              "be one token of this model's tokenizer")
+            raise ConfigError(f"recipe.{key}: every character of {alphabet!r} must be one token of this "
+                              "model's tokenizer")
         return ids
 
     def _source(self, spec: str):
@@ -293,7 +306,7 @@ class LSPRecipe(Recipe):
                 task=cfg.task, role=CHALLENGER, episode_id=step * cfg.queries_per_step + i,
                 reward=self.challenger_reward(own, checks[i][0], checks[i][1] == HELD_OUT)
                 - penalty * repeats[texts[i]] + bonuses[i],
-                group=f"{step}:{i}", truncated=query.truncated,
+                group=f"{step}:{i}", truncated=query.truncated, allowed_token_ids=self.trained_alphabet,
                 # the learner averages over the whole batch: these weights make it L_sol (mean over the
                 # N*G answers) + alpha_ch * L_ch (mean over the N queries)
                 weight=alpha_ch * batch_size / len(queries),

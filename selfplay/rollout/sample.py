@@ -23,4 +23,8 @@ class Sample:
     # token ids of the legal moves, when asked for and every move is one token (the
     # learner's legal-move entropy bonus needs them)
     legal_token_ids: list[int] | None = None
+    # the only tokens its sampler could draw (SamplingParams.allowed_token_ids), when the recipe
+    # trains the policy it sampled from: the learner's log-probs are then over these tokens, and
+    # `logprobs` (over the whole vocabulary, as generators give them) are not used. None: any token
+    allowed_token_ids: tuple[int, ...] | None = None
     info: dict = field(default_factory=dict)  # free-form: turn index, invalid reason, text
