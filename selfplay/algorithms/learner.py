@@ -189,11 +189,13 @@ class Learner:
         for i, s in enumerate(samples):
             n = len(s.response_ids)
             mask[i, :n] = 1
-            if len(s.logprobs) == n and s.allowed_token_ids is None:
+            if s.logprobs and len(s.logprobs) != n:  # empty is fine: a written response
+                raise ValueError(f"sample {i} has {len(s.logprobs)} logprobs for {n} response tokens")
+            # a written response, or a restricted one (its sampler log-probs are the whole vocabulary's),
+            # is trained on with the learner's own log-probs
+            if s.logprobs and s.allowed_token_ids is None:
                 sampler_logprobs[i, :n] = torch.tensor(s.logprobs)
                 sampled[i, :n] = 1
-            elif s.logprobs and len(s.logprobs) != n:  # empty: a written response, trained on with the learner's own log-probs
-                raise ValueError(f"sample {i} has {len(s.logprobs)} logprobs for {n} response tokens")
         weights = [s.weight for s in samples]
         if any(w != 1.0 for w in weights):  # else no weights: the unweighted sums, bit for bit
             bad = [(i, w) for i, w in enumerate(weights) if not (math.isfinite(w) and w >= 0)]
