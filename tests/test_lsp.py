@@ -376,6 +376,25 @@ def test_challenger_reward_rzero_peaks_at_half_agreement(policy, tmp_path):
     assert lsp.challenger_reward(answers(**ANSWERS), False) == -2.0
 
 
+def test_challenger_reward_uncertainty_peaks_at_half_solved(policy, tmp_path):
+    lsp = build(policy, tmp_path, ["recipe.challenger_reward=uncertainty"])
+    # two of four solved: s = 0.5 -> 1 - 2|0.5 - 0.5| = 1; + V_Q 0.25 = 1.25 (rzero reads the
+    # majority "7", 3 of 4, from the same answers: 0.75)
+    assert lsp.challenger_reward(answers(**ANSWERS), True) == pytest.approx(1.25)
+    one = answers([1.0, 0.2, 0.2, 0.2], [0.0] * 4, ["7", "1", "2", "3"])  # s = 0.25 -> 0.5
+    assert lsp.challenger_reward(one, True) == pytest.approx(0.5)
+    # four wrong integers paid the preset's format reward: s = 0 -> 0, a blind spot pays nothing
+    assert lsp.challenger_reward(answers([0.2] * 4, [0.0] * 4, ["1", "2", "3", "4"]), True) == pytest.approx(0.0)
+    assert lsp.challenger_reward(answers([1.0] * 4, [0.0] * 4, ["7"] * 4), True) == pytest.approx(0.0)
+    assert lsp.challenger_reward(answers(**ANSWERS), False) == -2.0
+    # -V(q) (+ V_Q) before step 100, uncertainty from it
+    late = build(policy, tmp_path, ["recipe.challenger_reward_late=uncertainty",
+                                    "recipe.challenger_reward_late_from=100"])
+    assert late.challenger_reward(one, True, step=99) == pytest.approx(-0.4)  # V = mean(1, .2, .2, .2)
+    assert late.challenger_reward(one, True, step=100) == pytest.approx(0.5)
+    assert late.challenger_reward(answers(**ANSWERS), False, step=100) == -2.0
+
+
 def test_challenger_reward_learnability_pays_for_sometimes_solved(policy, tmp_path):
     lsp = build(policy, tmp_path, ["recipe.challenger_reward=learnability", "recipe.format_reward=0"])
     # s = 0.5 -> 1 - 0.5 = 0.5; + V_Q 0.25 = 0.75
@@ -619,6 +638,10 @@ def test_the_preset_loads_as_lsp_zero():
      r"recipe\.challenger_reward=learnability needs a solve rate: use recipe\.reward=verifiable"),
     (["recipe.challenger_reward=learnability", "recipe.reward=reward_model:some/model"],
      r"recipe\.challenger_reward=learnability needs a solve rate"),
+    (["recipe.challenger_reward=uncertainty", "recipe.reward=judge"],
+     r"recipe\.challenger_reward=uncertainty needs a solve rate: use recipe\.reward=verifiable"),
+    (["recipe.challenger_reward_late=learnability", "recipe.reward=judge"],
+     r"recipe\.challenger_reward_late=learnability needs a solve rate"),
     (["recipe.challenger_reward=sqlm"], r"challenger_reward"),
     (["recipe.task=sums"], r"unknown task 'sums'; available: arithmetic"),
     (["recipe.answers_per_query=1"], r"answers_per_query"),

@@ -26,8 +26,10 @@ Deviations from the paper, each an option:
   answers and the Challenger reward `invalid_query_reward` (-2: below any valid query's -V(q));
   a held-out problem may be paid `held_out_query_reward` instead.
 - `challenger_reward`: `lsp` (-V(q), the paper's, the only monotone one) or the follow-ups'
-  `rzero` (1 - 2|p - 1/2|, p the agreement of the answers with their majority) and
-  `learnability` (AZR's 1 - s iff 0 < s < 1, s the solve rate).
+  `rzero` (1 - 2|p - 1/2|, p the agreement of the answers with their majority), `uncertainty`
+  (the same of the solve rate s: R-Zero's majority agreement estimates s where no verifier
+  exists) and `learnability` (AZR's 1 - s iff 0 < s < 1); `challenger_reward_late` replaces it
+  from step `challenger_reward_late_from` on.
 - `repetition_penalty` (0 by default): R-Zero's penalty on a Challenger that writes the same
   query many times in one step; `repetition_penalty_final` and `repetition_penalty_steps` move
   it linearly to another value over the first steps; `alpha_ch_final`, `alpha_ch_steps` and
@@ -128,7 +130,12 @@ class Config(RecipeSection):
     quality_scale: float = Field(1 / 7, ge=0)  # R_Q = scale * rubric points (0-7)
     judge_max_new_tokens: int = Field(512, gt=0)  # the local judge's answer: a justification, then the score
     judge_temperature: float = Field(0.0, ge=0)  # 0: greedy
-    challenger_reward: Literal["lsp", "rzero", "learnability"] = "lsp"
+    challenger_reward: Literal["lsp", "rzero", "uncertainty", "learnability"] = "lsp"
+    # the Challenger's reward from step `challenger_reward_late_from` on (None: challenger_reward
+    # throughout): -V(q) while the Solver learns to answer at all, then one that pays for what it
+    # answers half the time, not for what it never answers
+    challenger_reward_late: Literal["lsp", "rzero", "uncertainty", "learnability"] | None = None
+    challenger_reward_late_from: int = Field(0, ge=0)
     invalid_query_reward: float = -2.0  # r_ch of a query that is not a (training) problem of the family
     # r_ch of a held-out problem of the family (None: invalid_query_reward). At -2 a Challenger
     # learns that any sum it has not asked before may cost it dearly and keeps to the ones it knows;
@@ -177,8 +184,9 @@ class Config(RecipeSection):
             raise ValueError("recipe.repetition_penalty_final needs recipe.repetition_penalty_steps > 0")
         if self.alpha_ch_final is not None and not self.alpha_ch_steps:
             raise ValueError("recipe.alpha_ch_final needs recipe.alpha_ch_steps > 0")
-        if self.challenger_reward == "learnability" and self.reward != "verifiable":
-            raise ValueError("recipe.challenger_reward=learnability needs a solve rate: use recipe.reward=verifiable")
+        for key in ("challenger_reward", "challenger_reward_late"):
+            if getattr(self, key) in ("uncertainty", "learnability") and self.reward != "verifiable":
+                raise ValueError(f"recipe.{key}={getattr(self, key)} needs a solve rate: use recipe.reward=verifiable")
         return self
 
 
@@ -304,7 +312,7 @@ class LSPRecipe(Recipe):
             samples.append(Sample(
                 prompt_ids=query.prompt_ids, response_ids=query.response_ids, logprobs=query.logprobs,
                 task=cfg.task, role=CHALLENGER, episode_id=step * cfg.queries_per_step + i,
-                reward=self.challenger_reward(own, checks[i][0], checks[i][1] == HELD_OUT)
+                reward=self.challenger_reward(own, checks[i][0], checks[i][1] == HELD_OUT, step)
                 - penalty * repeats[texts[i]] + bonuses[i],
                 group=f"{step}:{i}", truncated=query.truncated, allowed_token_ids=self.trained_alphabet,
                 # the learner averages over the whole batch: these weights make it L_sol (mean over the
@@ -351,19 +359,26 @@ class LSPRecipe(Recipe):
         return bool(query), "ok" if query else "empty query", None
 
     # ---- rewards ---------------------------------------------------------------------------------
-    def challenger_reward(self, answers: list[Sample], valid: bool, held_out: bool = False) -> float:
-        """r_ch = -V(q) + V_Q(q) (LSP), -V(q) (LSP-Zero), or a follow-up's reward of the answers."""
+    def challenger_reward(self, answers: list[Sample], valid: bool, held_out: bool = False, step: int = 0) -> float:
+        """r_ch = -V(q) + V_Q(q) (LSP), -V(q) (LSP-Zero), or a follow-up's reward of the answers,
+        at `step` (counted from 0)."""
         if held_out and self.cfg.held_out_query_reward is not None:
             return self.cfg.held_out_query_reward
         if not valid:
             return self.cfg.invalid_query_reward
         V = sum(s.info["R"] for s in answers) / len(answers)
         V_Q = sum(s.info["R_Q"] for s in answers) / len(answers)
-        if self.cfg.challenger_reward == "rzero":  # p: agreement with the majority answer
+        kind = self.cfg.challenger_reward
+        if self.cfg.challenger_reward_late is not None and step >= self.cfg.challenger_reward_late_from:
+            kind = self.cfg.challenger_reward_late
+        if kind == "rzero":  # p: agreement with the majority answer
             p = Counter(s.info["text"].strip() for s in answers).most_common(1)[0][1] / len(answers)
             return rzero_reward(p) + V_Q
-        if self.cfg.challenger_reward == "learnability":  # s: the solve rate (a format reward is no solve)
-            return learnability_reward(sum(s.info["solved"] for s in answers) / len(answers)) + V_Q
+        solve_rate = sum(s.info["solved"] for s in answers) / len(answers)  # a format reward is no solve
+        if kind == "uncertainty":
+            return rzero_reward(solve_rate) + V_Q
+        if kind == "learnability":
+            return learnability_reward(solve_rate) + V_Q
         return -V + V_Q
 
     def repetition_penalty(self, step: int) -> float:
