@@ -279,7 +279,8 @@ class LSPRecipe(Recipe):
         valid = [i for i, (ok, _, _) in enumerate(checks) if ok]
 
         owners = [i for i in valid for _ in range(cfg.answers_per_query)]  # the query each answer answers
-        prompts = [self.prompt_ids(self.solver_prompt(texts[i], checks[i][2])) for i in owners]
+        solver_ids = {i: self.prompt_ids(self.solver_prompt(texts[i], checks[i][2])) for i in valid}
+        prompts = [solver_ids[i] for i in owners]
         answers = self.policy.generator.generate(prompts, self.context.sampling,
                                                  seed=derive_seed(seed, 2 * step + 1, "generation")) if prompts else []
 
