@@ -395,6 +395,29 @@ def test_challenger_reward_uncertainty_peaks_at_half_solved(policy, tmp_path):
     assert late.challenger_reward(answers(**ANSWERS), False, step=100) == -2.0
 
 
+def test_the_late_challenger_reward_takes_over_in_collect_at_its_step(policy, tmp_path):
+    plain = build(policy, tmp_path)
+    # a step with a valid query some answer is paid for (there -V(q) and uncertainty differ)
+    step, before = mixed_step(plain, steps=range(1, 400),
+                              also=lambda batch: any(a.info["R"] > 0 for a in solvers(batch)))
+    late = build(policy, tmp_path, ["recipe.challenger_reward_late=uncertainty",
+                                    f"recipe.challenger_reward_late_from={step}"])
+    after = late.collect(step)
+    assert [c.info["text"] for c in challengers(after)] == [c.info["text"] for c in challengers(before)]
+    for old, new in zip(challengers(before), challengers(after)):
+        if not old.info["valid"]:
+            assert new.reward == old.reward  # -2 less the repetition penalty, either way
+            continue
+        own = solvers(after, new.group)
+        s = sum(a.info["solved"] for a in own) / len(own)
+        V = sum(a.info["R"] for a in own) / len(own)
+        # the same repetition penalty on both: the difference is the reward itself
+        assert new.reward - old.reward == pytest.approx((1 - 2 * abs(s - 0.5)) - (-V))
+    # the step before the switch pays -V(q), as the plain recipe does
+    assert [c.reward for c in challengers(late.collect(step - 1))] == \
+        [c.reward for c in challengers(plain.collect(step - 1))]
+
+
 def test_challenger_reward_learnability_pays_for_sometimes_solved(policy, tmp_path):
     lsp = build(policy, tmp_path, ["recipe.challenger_reward=learnability", "recipe.format_reward=0"])
     # s = 0.5 -> 1 - 0.5 = 0.5; + V_Q 0.25 = 0.75
