@@ -80,6 +80,7 @@ from selfplay.tasks.evaluation import held_out_accuracy
 
 SOLVER, CHALLENGER = "solver", "challenger"
 HELD_OUT = "a held-out problem (kept for evaluation)"  # the reason check gives a held-out query
+ChallengerReward = Literal["lsp", "rzero", "uncertainty", "learnability"]
 BOXED = "\\boxed{"  # the start of a Challenger's turn with `query_from: boxed`
 
 # The Challenger's prompt in chat style: what the paper's prompt asks, in our own words.
@@ -130,11 +131,11 @@ class Config(RecipeSection):
     quality_scale: float = Field(1 / 7, ge=0)  # R_Q = scale * rubric points (0-7)
     judge_max_new_tokens: int = Field(512, gt=0)  # the local judge's answer: a justification, then the score
     judge_temperature: float = Field(0.0, ge=0)  # 0: greedy
-    challenger_reward: Literal["lsp", "rzero", "uncertainty", "learnability"] = "lsp"
+    challenger_reward: ChallengerReward = "lsp"
     # the Challenger's reward from step `challenger_reward_late_from` on (None: challenger_reward
     # throughout): -V(q) while the Solver learns to answer at all, then one that pays for what it
     # answers half the time, not for what it never answers
-    challenger_reward_late: Literal["lsp", "rzero", "uncertainty", "learnability"] | None = None
+    challenger_reward_late: ChallengerReward | None = None
     challenger_reward_late_from: int = Field(0, ge=0)
     invalid_query_reward: float = -2.0  # r_ch of a query that is not a (training) problem of the family
     # r_ch of a held-out problem of the family (None: invalid_query_reward). At -2 a Challenger
