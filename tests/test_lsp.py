@@ -8,6 +8,7 @@ import copy
 import json
 import math
 import random
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -176,6 +177,38 @@ def test_a_compact_alphabet_lets_a_random_challenger_fill_four_slots(tmp_path):
             if len(written) == 4:  # a sum of the family: one to train on, or one kept for evaluation
                 assert c.info["reason"] in ("ok", HELD_OUT) and c.info["text"] == "+".join(written)
     assert reasons.count("ok") >= len(reasons) // 4
+
+
+TWO_TO_FOUR = ["recipe.task_options.terms=4", "recipe.task_options.min_terms=2", 'recipe.compact_template="{}+{}+{}+{}"',
+               "recipe.compact_min_slots=2", "recipe.query_max_new_tokens=4", 'recipe.compact_alphabet="0123456789"']
+
+
+def test_a_challenger_may_stop_after_the_minimum_slots_and_asks_a_shorter_sum(policy, tmp_path):
+    lsp = build(policy, tmp_path, TWO_TO_FOUR)
+    assert [lsp.query_text(w) for w in ("35", "357", "3579", "35791")] == ["3+5", "3+5+7", "3+5+7+9", "3+5+7+9"]
+    assert not lsp.fills_template("3") and lsp.query_text("3") == "3"  # below the minimum: as written, refused
+    for query in ("3+5", "3+5+7", "3+5+7+9"):  # each a sum of the family: one to train on, or held out
+        problem = lsp.task.check_query(query).problem
+        assert lsp.check(query)[1] == (HELD_OUT if lsp.task.is_held_out(problem) else "ok")
+    every = build(policy, tmp_path, FOUR_OPERANDS)  # without the option every slot must be filled
+    assert not every.fills_template("357") and every.query_text("357") == "357"
+
+
+def test_a_random_challenger_writes_sums_of_every_allowed_length(tmp_path):
+    """With 2-4 slots and the digits, a random Challenger's queries are sums of two, three and four
+    operands, each checked against the family (training or held out) and refused below two."""
+    lsp = build(new_policy(load(TWO_TO_FOUR)), tmp_path, TWO_TO_FOUR)
+    tokenizer, lengths = lsp.policy.tokenizer, Counter()
+    for step in range(4):
+        for c in challengers(lsp.collect(step)):
+            written = tokenizer.decode(c.response_ids, skip_special_tokens=True)
+            if len(written) < 2:
+                assert c.info["reason"] == "too short to fill the template"
+            else:
+                assert c.info["text"] == "+".join(written) and c.info["reason"] in ("ok", HELD_OUT)
+                assert c.info["valid"] == (c.info["reason"] == "ok")
+                lengths[len(written)] += 1
+    assert set(lengths) == {2, 3, 4}
 
 
 def test_a_compact_alphabet_character_that_is_not_one_token_is_a_config_error(policy, tmp_path):
@@ -672,6 +705,9 @@ def test_the_preset_loads_as_lsp_zero():
     (["recipe.alpha_ch_final=2"], r"recipe\.alpha_ch_final needs recipe\.alpha_ch_steps > 0"),
     (["recipe.novelty_decay=0"], r"recipe\.novelty_decay"),
     (["recipe.novelty_bonus=-1"], r"recipe\.novelty_bonus"),
+    (["recipe.compact_min_slots=4"], r"recipe\.compact_min_slots \(4\) is more than the 3 slots of recipe\.compact_template"),
+    (["recipe.compact_min_slots=0"], r"recipe\.compact_min_slots"),
+    (["recipe.task_options.min_terms=4"], r"min_terms must be in 2\.\.terms \(3\), got 4"),
 ])
 def test_config_errors_name_the_key(overrides, message):
     with pytest.raises(ConfigError, match=message):

@@ -2,6 +2,7 @@
 held-out set that never meets training."""
 
 import random
+from collections import Counter
 
 import pytest
 from hypothesis import given, settings
@@ -28,10 +29,22 @@ def test_unknown_task_or_option_lists_the_choices():
 
 
 @pytest.mark.parametrize("options", [dict(digits=0), dict(digits=10), dict(terms=1), dict(operators="/"),
-                                     dict(operators=""), dict(max_answer=-1), dict(terms=50, digits=9)])
+                                     dict(operators=""), dict(max_answer=-1), dict(terms=50, digits=9),
+                                     dict(terms=3, min_terms=1), dict(terms=3, min_terms=4)])
 def test_bad_options_are_refused(options):
     with pytest.raises(ValueError):
         arithmetic(**options)
+
+
+def test_min_terms_draws_every_count_from_min_terms_to_terms_equally_often():
+    family, rng = arithmetic(terms=4, min_terms=2), random.Random(0)
+    counts = Counter(family.draw(rng).text.count("+") + 1 for _ in range(3000))
+    assert set(counts) == {2, 3, 4} and all(900 < n < 1100 for n in counts.values())  # 1,000 each expected
+    # every count is held out by the same hash: two-operand sums are a fifth of the 100
+    held = family.held_out(256)
+    assert {p.text.count("+") + 1 for p in held} == {2, 3, 4} and all(family.is_held_out(p) for p in held)
+    # min_terms = terms draws no count: the same problems as terms alone
+    assert arithmetic(terms=3, min_terms=3).held_out(40) == arithmetic(terms=3).held_out(40)
 
 
 def test_prompts_in_both_styles():

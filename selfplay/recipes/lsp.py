@@ -44,8 +44,9 @@ Deviations from the paper, each an option:
   writes `34` and asks `3+4`), so that a randomly initialised model writes a valid query
   about once in 150 tries instead of once in ten thousand; `compact_alphabet` keeps its
   characters to a set (e.g. the digits), for templates of more slots than a random model fills
-  by chance, and the learner trains it as the policy over that set. `chat` is the paper's form:
-  the Challenger writes the whole request.
+  by chance, and the learner trains it as the policy over that set; `compact_min_slots` lets it
+  stop early (a shorter query: with the arithmetic family's `min_terms`, fewer operands).
+  `chat` is the paper's form: the Challenger writes the whole request.
 - `format_reward` (0 by default): R of a wrong answer of the right form, as in RLVR, for a
   model that must first learn to answer with a number.
 
@@ -104,6 +105,10 @@ class Config(RecipeSection):
     # compact: the query's form; the Challenger's characters fill the `{}` slots one each ("": its
     # text is the query as written)
     compact_template: str = "{}+{}"
+    # compact: the Challenger may stop after this many slots, the template then cut after the last
+    # slot it filled (`{}+{}+{}+{}` and `357`: `3+5+7`); None: it must fill every slot. With a
+    # family of 2-4 operands (`task_options.min_terms`) the Challenger chooses how many to ask
+    compact_min_slots: int | None = Field(None, gt=0)
     # compact: the characters the Challenger may write, its sampling restricted to them and the stop
     # tokens ("": any token). A random model fills four slots with digits about once in 10^4 tries
     # unrestricted: a bigger family than three one-digit operands is out of its reach without this
@@ -183,6 +188,9 @@ class Config(RecipeSection):
                              "available: judge, judge:openai:MODEL")
         if self.repetition_penalty_final is not None and not self.repetition_penalty_steps:
             raise ValueError("recipe.repetition_penalty_final needs recipe.repetition_penalty_steps > 0")
+        if self.compact_min_slots is not None and self.compact_min_slots > self.compact_template.count("{}"):
+            raise ValueError(f"recipe.compact_min_slots ({self.compact_min_slots}) is more than the "
+                             f"{self.compact_template.count('{}')} slots of recipe.compact_template")
         if self.alpha_ch_final is not None and not self.alpha_ch_steps:
             raise ValueError("recipe.alpha_ch_final needs recipe.alpha_ch_steps > 0")
         for key in ("challenger_reward", "challenger_reward_late"):
@@ -343,12 +351,15 @@ class LSPRecipe(Recipe):
         slots = template.count("{}")
         if not slots:
             return written.strip()
-        return _fill(template, written[:slots]) if len(written) >= slots else written
+        if not self.fills_template(written):
+            return written
+        return _fill(template, written[:slots])
 
     def fills_template(self, written: str) -> bool:
-        """Whether the Challenger wrote a character for every slot of the compact template."""
+        """Whether the Challenger wrote a character for every slot of the compact template (or for
+        `compact_min_slots` of them)."""
         slots = self.cfg.compact_template.count("{}") if self.cfg.style == "compact" else 0
-        return len(written) >= slots
+        return len(written) >= (self.cfg.compact_min_slots or slots)
 
     def check(self, query: str):
         """(valid, reason, problem): a verifiable reward needs a training problem of the family
@@ -521,7 +532,9 @@ def _linear(start: float, final: float | None, steps: int, step: int) -> float:
 
 
 def _fill(template: str, characters: str) -> str:
-    """`_fill("{}+{}", "34")` -> "3+4": each `{}` takes the next character, literally."""
+    """`_fill("{}+{}", "34")` -> "3+4": each `{}` takes the next character, literally; fewer
+    characters than slots cut the template after the last one filled (`_fill("{}+{}+{}=", "34")`
+    -> "3+4=")."""
     parts = template.split("{}")
     return "".join(part + char for part, char in zip(parts, characters)) + parts[-1]
 

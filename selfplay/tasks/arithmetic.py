@@ -1,8 +1,9 @@
 """Integer arithmetic: `37+5`, `(3+4)*2-9`, answered with the exact integer.
 
-Difficulty is set by the options: `digits` per operand, `terms` operands per problem, the
-`operators` in use (any of `+ - *`; no division, so every answer is an exact integer) and
-the range of the answer (`allow_negative`, `max_answer`).
+Difficulty is set by the options: `digits` per operand, `terms` operands per problem (or
+from `min_terms` to `terms`, each count drawn equally often: a family in which LSP's Challenger
+chooses how many operands to ask), the `operators` in use (any of `+ - *`; no division, so
+every answer is an exact integer) and the range of the answer (`allow_negative`, `max_answer`).
 
 A query is read with the small grammar below, never with Python's `eval`: a query may come
 from a model (LSP's Challenger), and the family must recognise its own problems and
@@ -188,7 +189,7 @@ class ArithmeticTask(Task):
     name = "arithmetic"
 
     def __init__(self, style: str = "compact", digits: int = 1, terms: int = 2, operators: str = "+",
-                 allow_negative: bool = False, max_answer: int | None = None):
+                 allow_negative: bool = False, max_answer: int | None = None, min_terms: int | None = None):
         super().__init__(style)
         if not 1 <= digits <= MAX_LITERAL_DIGITS:
             raise ValueError(f"digits must be in 1..{MAX_LITERAL_DIGITS}, got {digits}")
@@ -198,7 +199,10 @@ class ArithmeticTask(Task):
             raise ValueError(f"operators must be some of {OPERATORS!r}, got {operators!r}")
         if len(f"{10 ** digits - 1}" * terms) + terms > MAX_QUERY_CHARS:
             raise ValueError(f"{terms} terms of {digits} digits exceed a query's {MAX_QUERY_CHARS} characters")
+        if min_terms is not None and not 2 <= min_terms <= terms:
+            raise ValueError(f"min_terms must be in 2..terms ({terms}), got {min_terms}")
         self.digits, self.terms = digits, terms
+        self.min_terms = terms if min_terms is None else min_terms
         self.operators = "".join(op for op in OPERATORS if op in operators)  # canonical order, no repeats
         if max_answer is not None and max_answer < 0 and not allow_negative:
             raise ValueError(f"max_answer {max_answer} < 0 leaves no problems without allow_negative")
@@ -207,7 +211,9 @@ class ArithmeticTask(Task):
 
     def draw(self, rng: random.Random, max_tries: int = 100_000) -> Problem:
         for _ in range(max_tries):  # redraw a problem whose answer is out of range
-            numbers = [str(rng.randrange(10 ** self.digits)) for _ in range(self.terms)]
+            # one count draws nothing for it: min_terms = terms draws what terms alone does
+            count = rng.randint(self.min_terms, self.terms) if self.min_terms < self.terms else self.terms
+            numbers = [str(rng.randrange(10 ** self.digits)) for _ in range(count)]
             text = numbers[0] + "".join(rng.choice(self.operators) + n for n in numbers[1:])
             check = self.check_query(text)
             if check.problem is not None:
