@@ -7,7 +7,10 @@ from its Challenger as in training, and prints their support (distinct training 
 share held out, the most frequent) and the Solver's greedy accuracy on the sums it asks, weighted
 as it asks them, against 300 training sums drawn uniformly, split into those inside the support
 and those outside it. A Challenger that keeps to a corner of the family while its Solver fails the
-rest shows as a high accuracy inside and a low one outside.
+rest shows as a high accuracy inside and a low one outside. `by_length` splits both by the
+problem's length in characters (`3+5+7`: 5), for a family with an axis of difficulty (2-4
+operands): the share of the valid queries of each length, the Solver on them, and the Solver on
+the held-out problems of that length.
 """
 
 from __future__ import annotations
@@ -40,15 +43,29 @@ def challenger_support(run_dir: Path, checkpoint: str | None = None, batches: in
                             eval_sampling=SamplingParams(0.0, s.top_p, s.max_new_tokens))
     lsp = recipe_class("lsp")(cfg.recipe, policy, context)
 
-    texts = []
+    texts, short = [], set()
     for k in range(batches):
         written = policy.generator.generate([lsp.challenger_prompt] * cfg.recipe.queries_per_step, lsp.query_sampling,
                                             seed=10_000 + k)
         texts += [lsp.query_text(q.text) for q in written]
+        short.update(lsp.query_text(q.text) for q in written if not lsp.fills_template(q.text))
     asked = Counter(texts)
-    checks = {text: lsp.check(text) for text in asked}
+    # as in collect: a text too short for the template is refused before it is checked ("7" is a problem)
+    checks = {text: (False, "too short", None) if text in short else lsp.check(text) for text in asked}
     support = {text: n for text, n in asked.items() if checks[text][0]}
     right = dict(zip(support, solved(lsp, [checks[text][2] for text in support], cfg.seed)))
+
+    held_right = solved(lsp, lsp.held_out, cfg.seed)
+    by_length = {}
+    for length in sorted({len(t) for t in support} | {len(p.text) for p in lsp.held_out}):
+        asked_here = {t: n for t, n in support.items() if len(t) == length}
+        held_here = [r for p, r in zip(lsp.held_out, held_right) if len(p.text) == length]
+        by_length[length] = {
+            "asked": sum(asked_here.values()) / max(sum(support.values()), 1),
+            "accuracy_as_asked": sum(right[t] * n for t, n in asked_here.items()) / sum(asked_here.values())
+            if asked_here else None,
+            "held_out": (len(held_here), _mean(held_here)),
+        }
 
     rng = random.Random(0)
     drawn = [lsp.task.sample(rng) for _ in range(uniform)]
@@ -64,6 +81,8 @@ def challenger_support(run_dir: Path, checkpoint: str | None = None, batches: in
         "uniform": _mean(drawn_right),
         "uniform_inside": (len(inside), _mean(inside)),
         "uniform_outside": (len(outside), _mean(outside)),
+        "held_out_accuracy": _mean(held_right),
+        "by_length": by_length,
     }
 
 

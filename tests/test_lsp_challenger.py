@@ -41,7 +41,11 @@ def test_every_sampled_query_is_counted_once(run_dir):
     assert dict(figures["most_asked"]).items() <= asked.items()
     # the shares, recomputed from the task family itself: a training sum, a held-out one, or no sum
     task = make_task("arithmetic", style="compact", digits=1, terms=2, operators="+")
-    problems = {text: task.check_query(text).problem for text in asked}
+    # a text shorter than the template's three characters was written short and is refused, as in
+    # collect, though the family reads "7" as a problem
+    short = [text for text in asked if len(text) < 3]
+    assert any(task.check_query(text).problem for text in short)  # the case is exercised
+    problems = {text: None if text in short else task.check_query(text).problem for text in asked}
     training = [t for t, p in problems.items() if p is not None and not task.is_held_out(p)]
     held_out = [t for t, p in problems.items() if p is not None and task.is_held_out(p)]
     assert figures["distinct_training_sums"] == len(training) > 0
@@ -50,6 +54,11 @@ def test_every_sampled_query_is_counted_once(run_dir):
     inside, outside = figures["uniform_inside"][0], figures["uniform_outside"][0]
     assert inside + outside == 40 and inside <= figures["distinct_training_sums"]
     assert 0 <= figures["uniform"] <= 1
+    # two operands: every sum is three characters long, asked or held out
+    assert list(figures["by_length"]) == [3]
+    three = figures["by_length"][3]
+    assert three["asked"] == 1.0 and three["accuracy_as_asked"] == figures["accuracy_as_asked"]
+    assert three["held_out"] == (len(task.held_out(256)), figures["held_out_accuracy"])  # the preset's eval_size
 
 
 def test_a_folder_without_checkpoints_is_a_one_line_error(tmp_path):
