@@ -451,6 +451,38 @@ def test_the_late_challenger_reward_takes_over_in_collect_at_its_step(policy, tm
         [c.reward for c in challengers(plain.collect(step - 1))]
 
 
+def test_challenger_reward_greedy_is_minus_the_greedy_answers_R(policy, tmp_path):
+    lsp = build(policy, tmp_path, ["recipe.challenger_reward=greedy"])
+    # the sampled answers (V = 0.5) do not enter: -R of the greedy answer, + V_Q 0.25
+    assert lsp.challenger_reward(answers(**ANSWERS), True, greedy=1.0) == pytest.approx(-0.75)
+    assert lsp.challenger_reward(answers(**ANSWERS), True, greedy=0.2) == pytest.approx(0.05)  # wrong, well formed
+    assert lsp.challenger_reward(answers(**ANSWERS), False) == -2.0
+
+
+def test_the_greedy_reward_grades_the_solvers_greedy_answer_to_each_valid_query(policy, tmp_path):
+    plain = build(policy, tmp_path)
+    # a step with a valid query some sampled answer is paid for (there -V(q) is not 0)
+    step, before = mixed_step(plain, steps=range(1, 400),
+                              also=lambda batch: any(a.info["R"] > 0 for a in solvers(batch)))
+    lsp = build(policy, tmp_path, ["recipe.challenger_reward=greedy"])
+    after = lsp.collect(step)
+    assert [s.response_ids for s in after.samples] == [s.response_ids for s in before.samples]  # the same step
+    valid = [c for c in challengers(after) if c.info["valid"]]
+    # the Solver's greedy answers to the valid queries, generated and graded here by the family itself
+    problems = [lsp.task.check_query(c.info["text"]).problem for c in valid]
+    greedy = policy.generator.generate([lsp.task_prompt_ids(p) for p in problems], lsp.context.eval_sampling)
+    for c, problem, answer in zip(valid, problems, greedy):
+        grade = lsp.task.grade(problem, answer.text)
+        R = 1.0 if grade.score == 1.0 else lsp.cfg.format_reward if grade.well_formed else 0.0
+        assert c.reward == pytest.approx(-R)  # no repetition penalty in these tests
+    for old, new in zip(challengers(before), challengers(after)):
+        if not old.info["valid"]:
+            assert new.reward == old.reward == -2.0
+    assert [c.reward for c in challengers(after)] != [c.reward for c in challengers(before)]  # not -V(q)
+    # no greedy answers are generated for the other rewards
+    assert plain.greedy_rewards(step, ["3+4"], [lsp.task_prompt_ids(problems[0])]) == {}
+
+
 def test_challenger_reward_learnability_pays_for_sometimes_solved(policy, tmp_path):
     lsp = build(policy, tmp_path, ["recipe.challenger_reward=learnability", "recipe.format_reward=0"])
     # s = 0.5 -> 1 - 0.5 = 0.5; + V_Q 0.25 = 0.75

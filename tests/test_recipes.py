@@ -28,10 +28,11 @@ CONTRACT = {
     "azr": ("azr_tiny", ["recipe.propose={deduction: 8, abduction: 8, induction: 4}",
                          "recipe.solve={deduction: 8, abduction: 8, induction: 4}", "recipe.attempts=4",
                          "recipe.executor_answers={deduction: 8, abduction: 8}", "recipe.eval_size=8"]),
-    # the novelty bonus on (its counts are state a resume must restore) and the Challenger kept to
-    # the digits (the learner's restricted log-probs)
+    # the novelty bonus on (its counts are state a resume must restore), the Challenger kept to the
+    # digits (the learner's restricted log-probs) and paid by the greedy answer from step 4
     "lsp": ("lsp_tiny", ["recipe.queries_per_step=32", "recipe.answers_per_query=4", "recipe.eval_size=16",
-                         "recipe.novelty_bonus=0.5", "recipe.novelty_decay=0.9", 'recipe.compact_alphabet="0123456789"']),
+                         "recipe.novelty_bonus=0.5", "recipe.novelty_decay=0.9", 'recipe.compact_alphabet="0123456789"',
+                         "recipe.challenger_reward_late=greedy", "recipe.challenger_reward_late_from=4"]),
 }
 COMMON = ["steps=8", "save_every=3", "eval.every=4", "threads=1", "time_limit_minutes=null"]
 

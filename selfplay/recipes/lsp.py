@@ -28,8 +28,9 @@ Deviations from the paper, each an option:
 - `challenger_reward`: `lsp` (-V(q), the paper's, the only monotone one) or the follow-ups'
   `rzero` (1 - 2|p - 1/2|, p the agreement of the answers with their majority), `uncertainty`
   (the same of the solve rate s: R-Zero's majority agreement estimates s where no verifier
-  exists) and `learnability` (AZR's 1 - s iff 0 < s < 1); `challenger_reward_late` replaces it
-  from step `challenger_reward_late_from` on.
+  exists) and `learnability` (AZR's 1 - s iff 0 < s < 1), or `greedy` (-R of one more answer,
+  the Solver's greedy one: paid for what the Solver does not know, not for its sampling noise);
+  `challenger_reward_late` replaces it from step `challenger_reward_late_from` on.
 - `repetition_penalty` (0 by default): R-Zero's penalty on a Challenger that writes the same
   query many times in one step; `repetition_penalty_final` and `repetition_penalty_steps` move
   it linearly to another value over the first steps; `alpha_ch_final`, `alpha_ch_steps` and
@@ -81,7 +82,7 @@ from selfplay.tasks.evaluation import held_out_accuracy
 
 SOLVER, CHALLENGER = "solver", "challenger"
 HELD_OUT = "a held-out problem (kept for evaluation)"  # the reason check gives a held-out query
-ChallengerReward = Literal["lsp", "rzero", "uncertainty", "learnability"]
+ChallengerReward = Literal["lsp", "rzero", "uncertainty", "learnability", "greedy"]
 BOXED = "\\boxed{"  # the start of a Challenger's turn with `query_from: boxed`
 
 # The Challenger's prompt in chat style: what the paper's prompt asks, in our own words.
@@ -292,6 +293,7 @@ class LSPRecipe(Recipe):
         prompts = [solver_ids[i] for i in owners]
         answers = self.policy.generator.generate(prompts, self.context.sampling,
                                                  seed=derive_seed(seed, 2 * step + 1, "generation")) if prompts else []
+        greedy = self.greedy_rewards(step, [texts[i] for i in valid], [solver_ids[i] for i in valid])
 
         # rewards: R from the reward source, R_Q from the judge, each in one batched call
         pairs = [(texts[i], a.text) for i, a in zip(owners, answers)]
@@ -322,7 +324,7 @@ class LSPRecipe(Recipe):
             samples.append(Sample(
                 prompt_ids=query.prompt_ids, response_ids=query.response_ids, logprobs=query.logprobs,
                 task=cfg.task, role=CHALLENGER, episode_id=step * cfg.queries_per_step + i,
-                reward=self.challenger_reward(own, checks[i][0], checks[i][1] == HELD_OUT, step)
+                reward=self.challenger_reward(own, checks[i][0], checks[i][1] == HELD_OUT, step, greedy.get(texts[i]))
                 - penalty * repeats[texts[i]] + bonuses[i],
                 group=f"{step}:{i}", truncated=query.truncated, allowed_token_ids=self.trained_alphabet,
                 # the learner averages over the whole batch: these weights make it L_sol (mean over the
@@ -372,18 +374,34 @@ class LSPRecipe(Recipe):
         return bool(query), "ok" if query else "empty query", None
 
     # ---- rewards ---------------------------------------------------------------------------------
-    def challenger_reward(self, answers: list[Sample], valid: bool, held_out: bool = False, step: int = 0) -> float:
+    def challenger_kind(self, step: int) -> ChallengerReward:
+        """The Challenger's reward at `step` (counted from 0)."""
+        late = self.cfg.challenger_reward_late
+        return late if late is not None and step >= self.cfg.challenger_reward_late_from else self.cfg.challenger_reward
+
+    def greedy_rewards(self, step: int, queries: list[str], prompts: list[list[int]]) -> dict[str, float]:
+        """R of the Solver's greedy answer to each query, when the step's Challenger reward is
+        `greedy` (else empty: no extra generation)."""
+        if self.challenger_kind(step) != "greedy" or not queries:
+            return {}
+        answers = self.policy.generator.generate(prompts, self.context.eval_sampling,
+                                                 seed=derive_seed(self.context.seed, 2 * step + 1, "generation"))
+        scores = self.reward_source.score([(q, a.text) for q, a in zip(queries, answers)])
+        return {q: score.value * self.cfg.reward_scale for q, score in zip(queries, scores)}
+
+    def challenger_reward(self, answers: list[Sample], valid: bool, held_out: bool = False, step: int = 0,
+                          greedy: float | None = None) -> float:
         """r_ch = -V(q) + V_Q(q) (LSP), -V(q) (LSP-Zero), or a follow-up's reward of the answers,
-        at `step` (counted from 0)."""
+        at `step` (counted from 0); `greedy`: R of the Solver's greedy answer to the query."""
         if held_out and self.cfg.held_out_query_reward is not None:
             return self.cfg.held_out_query_reward
         if not valid:
             return self.cfg.invalid_query_reward
         V = sum(s.info["R"] for s in answers) / len(answers)
         V_Q = sum(s.info["R_Q"] for s in answers) / len(answers)
-        kind = self.cfg.challenger_reward
-        if self.cfg.challenger_reward_late is not None and step >= self.cfg.challenger_reward_late_from:
-            kind = self.cfg.challenger_reward_late
+        kind = self.challenger_kind(step)
+        if kind == "greedy":
+            return -greedy + V_Q
         if kind == "rzero":  # p: agreement with the majority answer
             p = Counter(s.info["text"].strip() for s in answers).most_common(1)[0][1] / len(answers)
             return rzero_reward(p) + V_Q
