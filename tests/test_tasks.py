@@ -40,9 +40,12 @@ def test_min_terms_draws_every_count_from_min_terms_to_terms_equally_often():
     family, rng = arithmetic(terms=4, min_terms=2), random.Random(0)
     counts = Counter(family.draw(rng).text.count("+") + 1 for _ in range(3000))
     assert set(counts) == {2, 3, 4} and all(900 < n < 1100 for n in counts.values())  # 1,000 each expected
-    # every count is held out by the same hash: two-operand sums are a fifth of the 100
+    # every count is held out by the same hash: the 256 hold every held-out two-operand sum (23 of 100)
     held = family.held_out(256)
     assert {p.text.count("+") + 1 for p in held} == {2, 3, 4} and all(family.is_held_out(p) for p in held)
+    two = {f"{a}+{b}" for a in range(10) for b in range(10)}
+    held_two = {t for t in two if family.is_held_out(Problem(t, ""))}  # the hash reads the text only
+    assert {p.text for p in held if p.text in two} == held_two and len(held_two) == 23
     # min_terms = terms draws no count: the same problems as terms alone
     assert arithmetic(terms=3, min_terms=3).held_out(40) == arithmetic(terms=3).held_out(40)
 
