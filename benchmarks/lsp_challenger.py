@@ -43,15 +43,14 @@ def challenger_support(run_dir: Path, checkpoint: str | None = None, batches: in
                             eval_sampling=SamplingParams(0.0, s.top_p, s.max_new_tokens))
     lsp = recipe_class("lsp")(cfg.recipe, policy, context)
 
-    texts, short = [], set()
+    texts, checks = [], {}
     for k in range(batches):
         written = policy.generator.generate([lsp.challenger_prompt] * cfg.recipe.queries_per_step, lsp.query_sampling,
                                             seed=10_000 + k)
-        texts += [lsp.query_text(q.text) for q in written]
-        short.update(lsp.query_text(q.text) for q in written if not lsp.fills_template(q.text))
+        for q in written:  # read as collect reads them
+            text, checks[text] = lsp.read_query(q.text)
+            texts.append(text)
     asked = Counter(texts)
-    # as in collect: a text too short for the template is refused before it is checked ("7" is a problem)
-    checks = {text: (False, "too short", None) if text in short else lsp.check(text) for text in asked}
     support = {text: n for text, n in asked.items() if checks[text][0]}
     right = dict(zip(support, solved(lsp, [checks[text][2] for text in support], cfg.seed)))
 

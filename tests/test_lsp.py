@@ -610,7 +610,8 @@ def test_fresh_query_accuracy_grades_the_challengers_valid_queries_greedily(poli
     # by hand: the same N queries (the evaluation seed), the valid ones answered greedily
     seed = lsp.context.seed * 7_927 + step  # derive_seed(seed, step, "evaluation")
     queries = policy.eval_generator.generate([lsp.challenger_prompt] * 32, lsp.context.sampling, seed=seed)
-    problems = [c[2] for c in (lsp.check(lsp.query_text(q.text)) for q in queries) if c[0]]
+    # a text of fewer than the template's two characters is refused, as in collect
+    problems = [c[2] for c in (lsp.check(lsp.query_text(q.text)) for q in queries if len(q.text) >= 2) if c[0]]
     assert problems and fresh["eval/lsp/fresh_valid"] == len(problems) / 32
     answers = [policy.eval_generator.generate([lsp.prompt_ids(p.text + "=")], lsp.context.eval_sampling)[0].text
                for p in problems]
@@ -621,6 +622,16 @@ def test_fresh_query_accuracy_grades_the_challengers_valid_queries_greedily(poli
     assert not any(lsp.task.is_held_out(p) for p in uniform)
     answers = policy.eval_generator.generate([lsp.prompt_ids(p.text + "=") for p in uniform], lsp.context.eval_sampling)
     assert fresh["eval/lsp/uniform_accuracy"] == sum(a.text.strip() == p.answer for a, p in zip(answers, uniform)) / 32
+    # an evaluation whose Challenger stops after one digit, which the family reads as a problem: refused
+    def short_problems(step):
+        queries = policy.eval_generator.generate([lsp.challenger_prompt] * 32, lsp.context.sampling,
+                                                 seed=lsp.context.seed * 7_927 + step)
+        return sum(len(q.text) == 1 and lsp.task.check_query(q.text).problem is not None for q in queries)
+    step = next(step for step in range(200) if short_problems(step))
+    queries = policy.eval_generator.generate([lsp.challenger_prompt] * 32, lsp.context.sampling,
+                                             seed=lsp.context.seed * 7_927 + step)
+    valid = sum(len(q.text) >= 2 and lsp.check(lsp.query_text(q.text))[0] for q in queries)
+    assert lsp.fresh_query_accuracy(step)["eval/lsp/fresh_valid"] == valid / 32
     # a template no one-digit sum can fill ("34+5"): no valid query, no accuracy on fresh queries
     never = build(policy, tmp_path, ['recipe.compact_template="{}{}+{}"', "recipe.query_max_new_tokens=3"])
     assert set(never.fresh_query_accuracy(step=4)) == {"eval/lsp/fresh_valid", "eval/lsp/uniform_accuracy"}

@@ -82,6 +82,7 @@ from selfplay.tasks.evaluation import held_out_accuracy
 
 SOLVER, CHALLENGER = "solver", "challenger"
 HELD_OUT = "a held-out problem (kept for evaluation)"  # the reason check gives a held-out query
+TOO_SHORT = "too short to fill the template"  # the reason read_query gives a text short of the slots
 ChallengerReward = Literal["lsp", "rzero", "uncertainty", "learnability", "greedy"]
 BOXED = "\\boxed{"  # the start of a Challenger's turn with `query_from: boxed`
 
@@ -283,9 +284,7 @@ class LSPRecipe(Recipe):
         cfg, seed = self.cfg, self.context.seed
         queries = self.policy.generator.generate([self.challenger_prompt] * cfg.queries_per_step, self.query_sampling,
                                                  seed=derive_seed(seed, 2 * step, "generation"))
-        texts = [self.query_text(q.text) for q in queries]
-        checks = [self.check(text) if self.fills_template(q.text) else (False, "too short to fill the template", None)
-                  for q, text in zip(queries, texts)]
+        texts, checks = map(list, zip(*(self.read_query(q.text) for q in queries)))
         valid = [i for i, (ok, _, _) in enumerate(checks) if ok]
 
         owners = [i for i in valid for _ in range(cfg.answers_per_query)]  # the query each answer answers
@@ -342,6 +341,12 @@ class LSPRecipe(Recipe):
         return Batch(samples, self.step_metrics(samples, texts, checks)
                      | {"lsp/repetition_penalty": penalty, "lsp/alpha_ch": alpha_ch,
                         "lsp/novelty_bonus": sum(bonuses) / len(bonuses)})
+
+    def read_query(self, written: str) -> tuple[str, tuple]:
+        """The query the Challenger's text makes, and its check: a text too short for the compact
+        template is refused before it is checked (the family reads a bare `7` as a problem)."""
+        text = self.query_text(written)
+        return text, self.check(text) if self.fills_template(written) else (False, TOO_SHORT, None)
 
     def query_text(self, written: str) -> str:
         """The query the Challenger's text makes: in compact style with a template, its first
@@ -466,7 +471,7 @@ class LSPRecipe(Recipe):
         seed = derive_seed(self.context.seed, step, "evaluation")
         queries = self.policy.eval_generator.generate([self.challenger_prompt] * self.cfg.queries_per_step,
                                                       self.query_sampling, seed=seed)
-        problems = [check[2] for check in (self.check(self.query_text(q.text)) for q in queries) if check[0]]
+        problems = [check[2] for _, check in (self.read_query(q.text) for q in queries) if check[0]]
         rng = random.Random(seed)
         uniform = [self.task.sample(rng) for _ in range(self.cfg.queries_per_step)]
         metrics = {"eval/lsp/fresh_valid": len(problems) / len(queries),
