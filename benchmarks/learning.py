@@ -196,22 +196,29 @@ def lsp_harder(run_dir: Path, last: int = 10) -> dict:
     """Do the Challenger's queries get harder? Over the last `last` evaluations: the Solver's
     greedy accuracy on the Challenger's fresh queries, on the held-out set and on training
     problems drawn uniformly; and the share of all evaluations where the fresh queries were
-    the harder."""
+    the harder. The same again with the answers sampled as in training (`sampled`): the
+    Solver's mean reward V(q), which the Challenger is paid by."""
     from selfplay.metrics import read_metrics
 
     rows = [r for r in read_metrics(run_dir) if "eval/lsp/fresh_accuracy" in r]
-    if not rows:
-        return {}
-    def mean(key: str) -> float:
-        return round(sum(r[key] for r in rows[-last:]) / len(rows[-last:]), 3)
+    sampled = [r for r in rows if "eval/lsp/fresh_sampled_accuracy" in r]
 
-    def below(key: str) -> float:
-        return round(sum(r["eval/lsp/fresh_accuracy"] < r[key] for r in rows) / len(rows), 3)
+    def compare(rows: list[dict], fresh: str, held_out: str, uniform: str) -> dict:
+        def mean(key: str) -> float:
+            return round(sum(r[key] for r in rows[-last:]) / len(rows[-last:]), 3)
 
-    return {"fresh_accuracy": mean("eval/lsp/fresh_accuracy"), "held_out_accuracy": mean("eval/arithmetic/accuracy"),
-            "uniform_training_accuracy": mean("eval/lsp/uniform_accuracy"),
-            "evaluations_fresh_below_held_out": below("eval/arithmetic/accuracy"),
-            "evaluations_fresh_below_uniform": below("eval/lsp/uniform_accuracy")}
+        def below(key: str) -> float:
+            return round(sum(r[fresh] < r[key] for r in rows) / len(rows), 3)
+
+        return {"fresh_accuracy": mean(fresh), "held_out_accuracy": mean(held_out),
+                "uniform_training_accuracy": mean(uniform), "evaluations_fresh_below_held_out": below(held_out),
+                "evaluations_fresh_below_uniform": below(uniform)}
+
+    out = compare(rows, "eval/lsp/fresh_accuracy", "eval/arithmetic/accuracy", "eval/lsp/uniform_accuracy") if rows else {}
+    if sampled:
+        out["sampled"] = compare(sampled, "eval/lsp/fresh_sampled_accuracy", "eval/lsp/held_out_sampled_accuracy",
+                                 "eval/lsp/uniform_sampled_accuracy")
+    return out
 
 
 def azr_plots(results: dict, out: Path) -> None:
@@ -288,6 +295,11 @@ def main() -> None:
                        (out / key, "eval/lsp/uniform_accuracy", "training sums, uniform"),
                        (out / key, "eval/lsp/fresh_accuracy", "the Challenger's fresh queries")],
                       f"{label(key)}: Solver accuracy, greedy", out / f"{key}_harder.png")
+        if run_name(key) == "lsp":  # the same, answers sampled as in training: V(q), what the Challenger is paid by
+            compare_lines([(out / key, "eval/lsp/held_out_sampled_accuracy", "held-out sums"),
+                           (out / key, "eval/lsp/uniform_sampled_accuracy", "training sums, uniform"),
+                           (out / key, "eval/lsp/fresh_sampled_accuracy", "the Challenger's fresh queries")],
+                          f"{label(key)}: Solver accuracy, sampled as in training", out / f"{key}_harder_sampled.png")
     smollm2 = [n for n in ("lsp_zero_smollm2", "lsp_smollm2") if n in results]
     for key in ("lsp/solver_reward", "lsp/quality_reward", "loss/kl/solver", "loss/kl/challenger", "lsp/valid_queries",
                 "lsp/distinct_queries", "lsp/answer_length", "eval/lsp/win_rate"):

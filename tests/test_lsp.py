@@ -590,7 +590,8 @@ def test_evaluate_reports_held_out_accuracy_and_transcripts(policy, tmp_path):
     result = lsp.evaluate(step=4)
     m = result.metrics
     assert set(m) == {"eval/arithmetic/accuracy", "eval/arithmetic/well_formed", "eval/arithmetic/response_length",
-                      "eval/lsp/fresh_valid", "eval/lsp/uniform_accuracy"}  # the random Challenger's 32 fresh queries are all invalid
+                      "eval/lsp/fresh_valid", "eval/lsp/uniform_accuracy", "eval/lsp/held_out_sampled_accuracy",
+                      "eval/lsp/uniform_sampled_accuracy"}  # the random Challenger's 32 fresh queries are all invalid
     assert m["eval/lsp/fresh_valid"] == 0.0
     assert 0.0 <= m["eval/arithmetic/accuracy"] <= m["eval/arithmetic/well_formed"] <= 1.0
     assert 0.0 <= m["eval/arithmetic/response_length"] <= 2.0
@@ -622,6 +623,14 @@ def test_fresh_query_accuracy_grades_the_challengers_valid_queries_greedily(poli
     assert not any(lsp.task.is_held_out(p) for p in uniform)
     answers = policy.eval_generator.generate([lsp.prompt_ids(p.text + "=") for p in uniform], lsp.context.eval_sampling)
     assert fresh["eval/lsp/uniform_accuracy"] == sum(a.text.strip() == p.answer for a, p in zip(answers, uniform)) / 32
+    # sampled as in training: G = 3 answers each at temperature 1, their mean accuracy V(q)
+    for key, group in (("fresh", problems), ("uniform", uniform), ("held_out", lsp.held_out)):
+        repeated = [p for p in group for _ in range(3)]
+        answers = policy.eval_generator.generate([lsp.prompt_ids(p.text + "=") for p in repeated], lsp.context.sampling,
+                                                 seed=seed)
+        assert fresh[f"eval/lsp/{key}_sampled_accuracy"] == \
+            sum(a.text.strip() == p.answer for a, p in zip(answers, repeated)) / len(repeated)
+        assert any(len({a.text for a in answers[i:i + 3]}) > 1 for i in range(0, len(answers), 3))  # not greedy
     # an evaluation whose Challenger stops after one digit, which the family reads as a problem: refused
     def short_problems(step):
         queries = policy.eval_generator.generate([lsp.challenger_prompt] * 32, lsp.context.sampling,
@@ -634,7 +643,9 @@ def test_fresh_query_accuracy_grades_the_challengers_valid_queries_greedily(poli
     assert lsp.fresh_query_accuracy(step)["eval/lsp/fresh_valid"] == valid / 32
     # a template no one-digit sum can fill ("34+5"): no valid query, no accuracy on fresh queries
     never = build(policy, tmp_path, ['recipe.compact_template="{}{}+{}"', "recipe.query_max_new_tokens=3"])
-    assert set(never.fresh_query_accuracy(step=4)) == {"eval/lsp/fresh_valid", "eval/lsp/uniform_accuracy"}
+    assert set(never.fresh_query_accuracy(step=4)) == {"eval/lsp/fresh_valid", "eval/lsp/uniform_accuracy",
+                                                       "eval/lsp/held_out_sampled_accuracy",
+                                                       "eval/lsp/uniform_sampled_accuracy"}
     assert never.fresh_query_accuracy(step=4)["eval/lsp/fresh_valid"] == 0.0
 
 

@@ -475,15 +475,26 @@ class LSPRecipe(Recipe):
         rng = random.Random(seed)
         uniform = [self.task.sample(rng) for _ in range(self.cfg.queries_per_step)]
         metrics = {"eval/lsp/fresh_valid": len(problems) / len(queries),
-                   "eval/lsp/uniform_accuracy": self.greedy_accuracy(uniform, seed)}
+                   "eval/lsp/uniform_accuracy": self.greedy_accuracy(uniform, seed),
+                   "eval/lsp/held_out_sampled_accuracy": self.sampled_accuracy(self.held_out, seed),
+                   "eval/lsp/uniform_sampled_accuracy": self.sampled_accuracy(uniform, seed)}
         if problems:
             metrics["eval/lsp/fresh_accuracy"] = self.greedy_accuracy(problems, seed)
+            metrics["eval/lsp/fresh_sampled_accuracy"] = self.sampled_accuracy(problems, seed)
         return metrics
 
     def greedy_accuracy(self, problems: list, seed: int) -> float:
         """The Solver's accuracy on `problems`, answered and graded as the held-out set is."""
         metrics, _ = held_out_accuracy(self.task, problems, self.task_prompt_ids, self.policy.eval_generator,
                                        self.context.eval_sampling, seed, step=0, transcripts=0)
+        return metrics[f"eval/{self.task.name}/accuracy"]
+
+    def sampled_accuracy(self, problems: list, seed: int) -> float:
+        """The Solver's mean accuracy on `problems` answered as in training, `answers_per_query`
+        sampled answers each: V(q), what the Challenger is paid by, averaged over the problems."""
+        repeated = [p for p in problems for _ in range(self.cfg.answers_per_query)]
+        metrics, _ = held_out_accuracy(self.task, repeated, self.task_prompt_ids, self.policy.eval_generator,
+                                       self.context.sampling, seed, step=0, transcripts=0)
         return metrics[f"eval/{self.task.name}/accuracy"]
 
     def task_prompt_ids(self, problem) -> list[int]:

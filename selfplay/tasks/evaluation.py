@@ -9,7 +9,8 @@ from selfplay.tasks import Problem, Task
 
 def held_out_accuracy(task: Task, problems: list[Problem], prompt_ids: Callable[[Problem], list[int]], generator,
                       sampling, seed: int | None, step: int, transcripts: int = 4) -> tuple[dict, list[dict]]:
-    """Answer every problem once (greedy at temperature 0) and grade it exactly.
+    """Answer every problem once with `sampling` (greedy at temperature 0 in evaluations) and
+    grade it exactly.
 
     Returns metrics `eval/<task>/accuracy | well_formed | response_length` and the first
     `transcripts` answers as transcript rows."""
