@@ -481,6 +481,15 @@ def test_the_greedy_reward_grades_the_solvers_greedy_answer_to_each_valid_query(
     assert [c.reward for c in challengers(after)] != [c.reward for c in challengers(before)]  # not -V(q)
     # no greedy answers are generated for the other rewards
     assert plain.greedy_rewards(step, ["3+4"], [lsp.task_prompt_ids(problems[0])]) == {}
+    # a query asked twice is answered once
+    generate, asked = policy.generator.generate, []
+    policy.generator.generate = lambda prompts, *args, **kw: asked.append(len(prompts)) or generate(prompts, *args, **kw)
+    try:
+        ids = {q: lsp.prompt_ids(q + "=") for q in ("3+4", "5+1")}
+        rewards = lsp.greedy_rewards(step, ["3+4", "5+1", "3+4"], [ids["3+4"], ids["5+1"], ids["3+4"]])
+    finally:
+        policy.generator.generate = generate
+    assert asked == [2] and set(rewards) == {"3+4", "5+1"}
 
 
 def test_challenger_reward_learnability_pays_for_sometimes_solved(policy, tmp_path):

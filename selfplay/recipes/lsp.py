@@ -389,10 +389,11 @@ class LSPRecipe(Recipe):
         `greedy` (else empty: no extra generation)."""
         if self.challenger_kind(step) != "greedy" or not queries:
             return {}
-        answers = self.policy.generator.generate(prompts, self.context.eval_sampling,
+        distinct = dict(zip(queries, prompts))  # a query asked twice has one greedy answer
+        answers = self.policy.generator.generate(list(distinct.values()), self.context.eval_sampling,
                                                  seed=derive_seed(self.context.seed, 2 * step + 1, "generation"))
-        scores = self.reward_source.score([(q, a.text) for q, a in zip(queries, answers)])
-        return {q: score.value * self.cfg.reward_scale for q, score in zip(queries, scores)}
+        scores = self.reward_source.score([(q, a.text) for q, a in zip(distinct, answers)])
+        return {q: score.value * self.cfg.reward_scale for q, score in zip(distinct, scores)}
 
     def challenger_reward(self, answers: list[Sample], valid: bool, held_out: bool = False, step: int = 0,
                           greedy: float | None = None) -> float:
