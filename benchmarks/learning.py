@@ -294,12 +294,12 @@ def main() -> None:
         compare_lines([(out / key, "eval/arithmetic/accuracy", "held-out sums"),
                        (out / key, "eval/lsp/uniform_accuracy", "training sums, uniform"),
                        (out / key, "eval/lsp/fresh_accuracy", "the Challenger's fresh queries")],
-                      f"{label(key)}: Solver accuracy, greedy", out / f"{key}_harder.png")
+                      label(key), out / f"{key}_harder.png", ylabel="Solver accuracy, greedy")
         if run_name(key) == "lsp":  # the same, answers sampled as in training: V(q), what the Challenger is paid by
             compare_lines([(out / key, "eval/lsp/held_out_sampled_accuracy", "held-out sums"),
                            (out / key, "eval/lsp/uniform_sampled_accuracy", "training sums, uniform"),
                            (out / key, "eval/lsp/fresh_sampled_accuracy", "the Challenger's fresh queries")],
-                          f"{label(key)}: Solver accuracy, sampled as in training", out / f"{key}_harder_sampled.png")
+                          label(key), out / f"{key}_harder_sampled.png", ylabel="Solver accuracy, sampled as in training")
     smollm2 = [n for n in ("lsp_zero_smollm2", "lsp_smollm2") if n in results]
     for key in ("lsp/solver_reward", "lsp/quality_reward", "loss/kl/solver", "loss/kl/challenger", "lsp/valid_queries",
                 "lsp/distinct_queries", "lsp/answer_length", "eval/lsp/win_rate"):

@@ -288,9 +288,11 @@ def compare_runs(run_dirs: list[str | Path], labels: list[str] | None, key: str,
     return compare_lines([(run, key, label) for run, label in zip(run_dirs, labels)], key, out_png)
 
 
-def compare_lines(lines: list[tuple[str | Path, str, str]], title: str, out_png: str | Path) -> Path:
+def compare_lines(lines: list[tuple[str | Path, str, str]], title: str, out_png: str | Path,
+                  ylabel: str | None = None) -> Path:
     """Plot (run, metric key, label) lines on one axes: several runs' metric, or several
-    metrics of one run (e.g. held-out accuracy beside accuracy on fresh queries)."""
+    metrics of one run (e.g. held-out accuracy beside accuracy on fresh queries); the y axis
+    is named `ylabel`, else by the title's last `/` part."""
     fig, (ax,) = _new_figure(1, title)
     plotted, known, keys = 0, set(), {key for _, key, _ in lines}
     for run, key, label in lines:
@@ -306,7 +308,7 @@ def compare_lines(lines: list[tuple[str | Path, str, str]], title: str, out_png:
         hint = difflib.get_close_matches(key, sorted(known), n=5, cutoff=0.4)
         raise ValueError(f"no run has metric {key!r}" + (f"; close matches: {', '.join(hint)}" if hint else ""))
     ax.set_xlabel("training step")
-    ax.set_ylabel(title.rsplit("/", 1)[-1])
+    ax.set_ylabel(ylabel or title.rsplit("/", 1)[-1])
     if all(is_rate_key(key) for key in keys):
         ax.set_ylim(*RATE_LIMITS)
     ax.grid(alpha=0.3)
