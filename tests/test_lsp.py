@@ -640,6 +640,15 @@ def test_fresh_query_accuracy_grades_the_challengers_valid_queries_greedily(poli
         assert fresh[f"eval/lsp/{key}_sampled_accuracy"] == \
             sum(a.text.strip() == p.answer for a, p in zip(answers, repeated)) / len(repeated)
         assert any(len({a.text for a in answers[i:i + 3]}) > 1 for i in range(0, len(answers), 3))  # not greedy
+    # (a random Solver answers almost nothing, greedy or sampled: how the answers are drawn is checked here)
+    generate, drawn = policy.eval_generator.generate, []
+    policy.eval_generator.generate = lambda prompts, sampling, **kw: \
+        drawn.append((len(prompts), sampling.temperature)) or generate(prompts, sampling, **kw)
+    try:
+        lsp.sampled_accuracy(lsp.held_out, seed)
+    finally:
+        policy.eval_generator.generate = generate
+    assert drawn == [(16 * 3, 1.0)]
     # an evaluation whose Challenger stops after one digit, which the family reads as a problem: refused
     def short_problems(step):
         queries = policy.eval_generator.generate([lsp.challenger_prompt] * 32, lsp.context.sampling,
