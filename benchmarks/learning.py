@@ -32,7 +32,7 @@ Runs, each with a wall-clock budget (`time_limit_minutes`; 10 minutes, RLVR 5, u
 With several --seeds every run is repeated per seed (folders NAME-seedS): how reliable a
 result is matters as much as its best value.
 Prints one table and writes the plots into --out: `rae_ablation.png`, `held_out_accuracy*.png`
-(LSP beside RLVR), `NAME_harder.png` per LSP run, the AZR and SmolLM2 curves.
+(LSP beside RLVR), `NAME_harder.png` per LSP run (and `NAME_harder_sampled.png` for the tiny preset), the AZR and SmolLM2 curves.
 """
 
 from __future__ import annotations
