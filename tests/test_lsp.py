@@ -611,6 +611,8 @@ def test_evaluate_reports_held_out_accuracy_and_transcripts(policy, tmp_path):
         grade = lsp.task.grade(p, t["response"])
         assert (t["step"], t["answer"], t["score"], t["reason"]) == (4, p.answer, grade.score, grade.reason)
     assert lsp.evaluate(step=4) == result  # greedy: the same answers again
+    greedy_only = build(policy, tmp_path, ["recipe.eval_sampled=false"]).evaluate(step=4).metrics
+    assert greedy_only == {k: v for k, v in m.items() if "_sampled_" not in k}  # no sampled answers drawn
 
 
 def test_fresh_query_accuracy_grades_the_challengers_valid_queries_greedily(policy, tmp_path):

@@ -171,6 +171,9 @@ class Config(RecipeSection):
     # the rubric's format)
     judge_readout: Literal["text", "tag"] = "text"
     eval_size: int = Field(256, gt=0)  # held-out problems per evaluation (verifiable tasks)
+    # also answer the fresh queries, the held-out problems and the uniform ones G times each,
+    # sampled as in training (eval/lsp/*_sampled_accuracy): G times the evaluation's generation
+    eval_sampled: bool = False
     # the win rate against the initial model on the first N shipped requests (selfplay.evals.
     # instructions), judged pairwise in both orders by `pairwise_judge` (0: not measured)
     eval_instructions: int = Field(0, ge=0)
@@ -476,12 +479,13 @@ class LSPRecipe(Recipe):
         rng = random.Random(seed)
         uniform = [self.task.sample(rng) for _ in range(self.cfg.queries_per_step)]
         metrics = {"eval/lsp/fresh_valid": len(problems) / len(queries),
-                   "eval/lsp/uniform_accuracy": self.greedy_accuracy(uniform, seed),
-                   "eval/lsp/held_out_sampled_accuracy": self.sampled_accuracy(self.held_out, seed),
-                   "eval/lsp/uniform_sampled_accuracy": self.sampled_accuracy(uniform, seed)}
+                   "eval/lsp/uniform_accuracy": self.greedy_accuracy(uniform, seed)}
         if problems:
             metrics["eval/lsp/fresh_accuracy"] = self.greedy_accuracy(problems, seed)
-            metrics["eval/lsp/fresh_sampled_accuracy"] = self.sampled_accuracy(problems, seed)
+        if self.cfg.eval_sampled:
+            for name, group in (("fresh", problems), ("held_out", self.held_out), ("uniform", uniform)):
+                if group:
+                    metrics[f"eval/lsp/{name}_sampled_accuracy"] = self.sampled_accuracy(group, seed)
         return metrics
 
     def greedy_accuracy(self, problems: list, seed: int) -> float:
