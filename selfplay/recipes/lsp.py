@@ -479,28 +479,27 @@ class LSPRecipe(Recipe):
         rng = random.Random(seed)
         uniform = [self.task.sample(rng) for _ in range(self.cfg.queries_per_step)]
         metrics = {"eval/lsp/fresh_valid": len(problems) / len(queries),
-                   "eval/lsp/uniform_accuracy": self.greedy_accuracy(uniform, seed)}
+                   "eval/lsp/uniform_accuracy": self.accuracy(uniform, seed)}
         if problems:
-            metrics["eval/lsp/fresh_accuracy"] = self.greedy_accuracy(problems, seed)
+            metrics["eval/lsp/fresh_accuracy"] = self.accuracy(problems, seed)
         if self.cfg.eval_sampled:
             for name, group in (("fresh", problems), ("held_out", self.held_out), ("uniform", uniform)):
                 if group:
                     metrics[f"eval/lsp/{name}_sampled_accuracy"] = self.sampled_accuracy(group, seed)
         return metrics
 
-    def greedy_accuracy(self, problems: list, seed: int) -> float:
-        """The Solver's accuracy on `problems`, answered and graded as the held-out set is."""
+    def accuracy(self, problems: list, seed: int, sampling=None) -> float:
+        """The Solver's accuracy on `problems`, answered and graded as the held-out set is: greedy,
+        or with `sampling`."""
         metrics, _ = held_out_accuracy(self.task, problems, self.task_prompt_ids, self.policy.eval_generator,
-                                       self.context.eval_sampling, seed, step=0, transcripts=0)
+                                       sampling or self.context.eval_sampling, seed, step=0, transcripts=0)
         return metrics[f"eval/{self.task.name}/accuracy"]
 
     def sampled_accuracy(self, problems: list, seed: int) -> float:
         """The Solver's mean accuracy on `problems` answered as in training, `answers_per_query`
         sampled answers each: V(q), what the Challenger is paid by, averaged over the problems."""
         repeated = [p for p in problems for _ in range(self.cfg.answers_per_query)]
-        metrics, _ = held_out_accuracy(self.task, repeated, self.task_prompt_ids, self.policy.eval_generator,
-                                       self.context.sampling, seed, step=0, transcripts=0)
-        return metrics[f"eval/{self.task.name}/accuracy"]
+        return self.accuracy(repeated, seed, self.context.sampling)
 
     def task_prompt_ids(self, problem) -> list[int]:
         """A problem of the family as the Solver sees it in evaluations."""
