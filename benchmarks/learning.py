@@ -32,7 +32,7 @@ Runs, each with a wall-clock budget (`time_limit_minutes`; 10 minutes, RLVR 5, u
 With several --seeds every run is repeated per seed (folders NAME-seedS): how reliable a
 result is matters as much as its best value.
 Prints one table and writes the plots into --out: `rae_ablation.png`, `held_out_accuracy*.png`
-(LSP beside RLVR), `NAME_harder.png` per LSP run (and `NAME_harder_sampled.png` for the tiny preset), the AZR and SmolLM2 curves.
+(LSP beside RLVR), `NAME_harder.png` per LSP run (and `NAME_harder_sampled.png` with `recipe.eval_sampled`), the AZR and SmolLM2 curves.
 """
 
 from __future__ import annotations
@@ -192,6 +192,13 @@ def azr_training(run_dir: Path, last: int = 50) -> dict:
     return out
 
 
+# do the Challenger's queries get harder? The Solver's accuracy on (fresh queries, held-out problems,
+# training problems drawn uniformly), answered greedily and (with recipe.eval_sampled) sampled as in training
+HARDER_KEYS = {"greedy": ("eval/lsp/fresh_accuracy", "eval/arithmetic/accuracy", "eval/lsp/uniform_accuracy"),
+               "sampled": ("eval/lsp/fresh_sampled_accuracy", "eval/lsp/held_out_sampled_accuracy",
+                           "eval/lsp/uniform_sampled_accuracy")}
+
+
 def lsp_harder(run_dir: Path, last: int = 10) -> dict:
     """Do the Challenger's queries get harder? Over the last `last` evaluations: the Solver's
     greedy accuracy on the Challenger's fresh queries, on the held-out set and on training
@@ -200,8 +207,8 @@ def lsp_harder(run_dir: Path, last: int = 10) -> dict:
     Solver's mean reward V(q), which the Challenger is paid by."""
     from selfplay.metrics import read_metrics
 
-    rows = [r for r in read_metrics(run_dir) if "eval/lsp/fresh_accuracy" in r]
-    sampled = [r for r in rows if "eval/lsp/fresh_sampled_accuracy" in r]
+    rows = [r for r in read_metrics(run_dir) if HARDER_KEYS["greedy"][0] in r]
+    sampled = [r for r in rows if HARDER_KEYS["sampled"][0] in r]
 
     def compare(rows: list[dict], fresh: str, held_out: str, uniform: str) -> dict:
         def mean(key: str) -> float:
@@ -214,10 +221,9 @@ def lsp_harder(run_dir: Path, last: int = 10) -> dict:
                 "uniform_training_accuracy": mean(uniform), "evaluations_fresh_below_held_out": below(held_out),
                 "evaluations_fresh_below_uniform": below(uniform)}
 
-    out = compare(rows, "eval/lsp/fresh_accuracy", "eval/arithmetic/accuracy", "eval/lsp/uniform_accuracy") if rows else {}
+    out = compare(rows, *HARDER_KEYS["greedy"]) if rows else {}
     if sampled:
-        out["sampled"] = compare(sampled, "eval/lsp/fresh_sampled_accuracy", "eval/lsp/held_out_sampled_accuracy",
-                                 "eval/lsp/uniform_sampled_accuracy")
+        out["sampled"] = compare(sampled, *HARDER_KEYS["sampled"])
     return out
 
 
@@ -290,16 +296,13 @@ def main() -> None:
             compare_runs([out / key for key in held_out], [label(key) for key in held_out], "eval/arithmetic/accuracy",
                          out / f"held_out_accuracy{suffix}.png")
     for key in (k for k in results if run_name(k) in ("lsp", "lsp_smollm2", "lsp_zero_smollm2")):
-        # do the queries get harder? the Solver's greedy accuracy on fresh queries beside the held-out set's
-        compare_lines([(out / key, "eval/arithmetic/accuracy", "held-out sums"),
-                       (out / key, "eval/lsp/uniform_accuracy", "training sums, uniform"),
-                       (out / key, "eval/lsp/fresh_accuracy", "the Challenger's fresh queries")],
-                      label(key), out / f"{key}_harder.png", ylabel="Solver accuracy, greedy")
-        if run_name(key) == "lsp":  # the same, answers sampled as in training: V(q), what the Challenger is paid by
-            compare_lines([(out / key, "eval/lsp/held_out_sampled_accuracy", "held-out sums"),
-                           (out / key, "eval/lsp/uniform_sampled_accuracy", "training sums, uniform"),
-                           (out / key, "eval/lsp/fresh_sampled_accuracy", "the Challenger's fresh queries")],
-                          label(key), out / f"{key}_harder_sampled.png", ylabel="Solver accuracy, sampled as in training")
+        # do the queries get harder? the Solver on fresh queries beside the held-out set, per reading the run has
+        for reading, suffix, ylabel in (("greedy", "", "greedy"), ("sampled", "_sampled", "sampled as in training")):
+            if reading == "greedy" or reading in results[key].get("harder", {}):
+                fresh, held_out, uniform = HARDER_KEYS[reading]
+                compare_lines([(out / key, held_out, "held-out sums"), (out / key, uniform, "training sums, uniform"),
+                               (out / key, fresh, "the Challenger's fresh queries")],
+                              label(key), out / f"{key}_harder{suffix}.png", ylabel=f"Solver accuracy, {ylabel}")
     smollm2 = [n for n in ("lsp_zero_smollm2", "lsp_smollm2") if n in results]
     for key in ("lsp/solver_reward", "lsp/quality_reward", "loss/kl/solver", "loss/kl/challenger", "lsp/valid_queries",
                 "lsp/distinct_queries", "lsp/answer_length", "eval/lsp/win_rate"):
