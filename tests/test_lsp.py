@@ -179,6 +179,23 @@ def test_a_compact_alphabet_lets_a_random_challenger_fill_four_slots(tmp_path):
     assert reasons.count("ok") >= len(reasons) // 4
 
 
+def test_a_boxed_challenger_is_trained_as_the_alphabet_it_writes(policy, tmp_path):
+    """`query_from: boxed` samples the Challenger's turn over the query alphabet and `}`: its samples
+    carry that alphabet, so the learner trains the policy it drew from (the softmax over it)."""
+    lsp = build(policy, tmp_path, ["recipe.style=chat", "recipe.query_from=boxed", "recipe.quality=false",
+                                   "recipe.query_max_new_tokens=4"])
+    tokenizer = policy.tokenizer
+    assert tokenizer.decode(lsp.challenger_prompt).endswith("\\boxed{")
+    allowed = set(tokenizer("0123456789+-*}", add_special_tokens=False)["input_ids"]) | set(
+        default_stop_token_ids(policy.model, tokenizer))
+    assert set(lsp.query_sampling.allowed_token_ids) == allowed
+    batch = lsp.collect(0)
+    assert all(s.allowed_token_ids is None for s in solvers(batch))
+    for c in challengers(batch):
+        assert c.allowed_token_ids == lsp.query_sampling.allowed_token_ids and set(c.response_ids) <= allowed
+    assert all(s.allowed_token_ids is None for s in build(policy, tmp_path).collect(0).samples)  # unrestricted
+
+
 TWO_TO_FOUR = ["recipe.task_options.terms=4", "recipe.task_options.min_terms=2", 'recipe.compact_template="{}+{}+{}+{}"',
                "recipe.compact_min_slots=2", "recipe.query_max_new_tokens=4", 'recipe.compact_alphabet="0123456789"']
 

@@ -237,8 +237,8 @@ class LSPRecipe(Recipe):
         elif cfg.style == "compact" and cfg.compact_alphabet:
             self.query_sampling = replace(self.query_sampling,
                                           allowed_token_ids=self.alphabet_ids("compact_alphabet", cfg.compact_alphabet))
-            # the Challenger is trained as the policy it samples from, over its alphabet (see the learner)
-            self.trained_alphabet = self.query_sampling.allowed_token_ids
+        # the Challenger is trained as the policy it samples from, over its alphabet (see the learner)
+        self.trained_alphabet = self.query_sampling.allowed_token_ids
 
     def alphabet_ids(self, key: str, alphabet: str) -> tuple[int, ...]:
         """The token ids of `alphabet`'s characters and the stop tokens: each character one token."""
