@@ -19,12 +19,13 @@ from selfplay.models.generation import SamplingParams, default_stop_token_ids
 from selfplay.models.policy import Policy
 from selfplay.recipes import Batch, RecipeContext, recipe_class
 from selfplay.evals.instructions import instructions
-from selfplay.recipes.lsp import (CHALLENGER, HELD_OUT, SOLVER, Config, LSPRecipe, _fill, faded_counts,
+from selfplay.recipes.lsp import (CHALLENGER, HELD_OUT, SOLVER, Config, LSPRecipe, _fill, _unfill, faded_counts,
                                   looks_like_code, novelty_bonus)
 from selfplay.rewards.chat import ModelChat
 from selfplay.models.loading import render_prompt
 from selfplay.rewards.judge import ModelJudge, quality_prompt
 from selfplay.rollout.sample import Sample
+from selfplay.seeding import derive_seed
 from selfplay.tasks import make as make_task
 
 PRESET = Path(__file__).resolve().parents[1] / "selfplay" / "configs" / "lsp_tiny.yaml"
@@ -77,8 +78,9 @@ def mixed_step(recipe, steps=range(60), also=lambda batch: True):
     random model writes a valid sum rarely; every step is a pure function of (seed, step))."""
     for step in steps:
         batch = recipe.collect(step)
-        valid = [c for c in challengers(batch) if c.info["valid"]]
-        if valid and len(valid) < len(challengers(batch)) and also(batch):
+        own = [c for c in challengers(batch) if not c.info.get("probe")]
+        valid = [c for c in own if c.info["valid"]]
+        if valid and len(valid) < len(own) and also(batch):
             return step, batch
     raise AssertionError("no step with a valid query: has the tiny model or the seed changed?")
 
@@ -712,7 +714,7 @@ def test_lsp_zero_saves_a_trivial_state_and_a_fresh_recipe_continues_the_same(co
     folder = tmp_path / "checkpoint"
     folder.mkdir()
     lsp.save(folder)
-    assert json.loads((folder / "lsp.json").read_text()) == {"reward": {}, "judge": None, "asked": {}}
+    assert json.loads((folder / "lsp.json").read_text()) == {"reward": {}, "judge": None, "asked": {}, "replayable": []}
     fresh = build(new_policy(), tmp_path, COLLECTED)
     fresh.load(folder)
     a, b = lsp.collect(step), fresh.collect(step)
@@ -749,7 +751,8 @@ def test_lsp_with_the_quality_judge_keeps_its_call_count_across_save_and_load(po
     folder = tmp_path / "checkpoint"
     folder.mkdir()
     lsp.save(folder)
-    assert json.loads((folder / "lsp.json").read_text()) == {"reward": {}, "judge": {"calls": 1}, "asked": {}}
+    assert json.loads((folder / "lsp.json").read_text()) == {"reward": {}, "judge": {"calls": 1}, "asked": {},
+                                                              "replayable": []}
     resumed = short_judge(build(new_policy(), tmp_path, quality))
     resumed.load(folder)
     assert resumed.judge.state_dict() == {"calls": 1}
@@ -799,10 +802,115 @@ def test_the_preset_loads_as_lsp_zero():
     (["recipe.compact_min_slots=4"], r"recipe\.compact_min_slots \(4\) is more than the 3 slots of recipe\.compact_template"),
     (["recipe.compact_min_slots=0"], r"recipe\.compact_min_slots"),
     (["recipe.task_options.min_terms=4"], r"min_terms must be in 2\.\.terms \(3\), got 4"),
+    (["recipe.challenger_probes=8", "recipe.style=chat"],
+     r"recipe\.challenger_probes needs style=compact, a compact_template with slots and reward=verifiable"),
+    (["recipe.challenger_probes=-1"], r"recipe\.challenger_probes"),
 ])
 def test_config_errors_name_the_key(overrides, message):
     with pytest.raises(ConfigError, match=message):
         load_config(PRESET, overrides)
+
+
+# ---------------------------------------------------------------- the Challenger's probes
+
+def test_unfill_reads_back_the_characters_of_the_slots():
+    assert _unfill("{}+{}+{}", "3+4+5") == "345"
+    assert _unfill("{}{}+{}", "56+7") == "567"
+    assert _fill("{}+{}", _unfill("{}+{}", "9+0")) == "9+0"
+    assert _unfill("{}+{}+{}+{}", "3+4") == "34"  # the template cut after two slots, as _fill cuts it
+    with pytest.raises(ValueError, match=r"'3\+45' does not fit the template '\{\}\+\{\}'"):
+        _unfill("{}+{}", "3+45")
+
+
+def test_probes_of_a_family_that_does_not_fit_the_template_are_a_config_error(policy, tmp_path):
+    with pytest.raises(ConfigError, match=r"recipe\.challenger_probes: '[\d+]+' does not fit the template"):
+        build(policy, tmp_path, ["recipe.challenger_probes=4", "recipe.task_options.digits=2"])
+
+
+def test_challenger_probes_are_training_sums_paid_minus_V_against_their_own_mean(policy, tmp_path):
+    plain = build(policy, tmp_path)
+    lsp = build(policy, tmp_path, ["recipe.challenger_probes=16"])
+    # a step with valid and invalid queries whose probes are not all paid alike (the random Solver
+    # rarely writes a number: R = 0.2 of one answer in three pays -0.067)
+    step, batch = mixed_step(lsp, also=lambda b: len({s.reward for s in b.samples if s.info.get("probe")}) > 1)
+    before = plain.collect(step)
+    own = batch.samples[:len(before.samples)]
+    assert [(s.response_ids, s.reward) for s in own] == [(s.response_ids, s.reward)
+                                                        for s in before.samples]  # the step is unchanged
+    probes = batch.samples[len(before.samples):]
+    assert len(probes) == 16 and all(p.role == CHALLENGER and p.info["probe"] for p in probes)
+    # alpha_ch 1, N = 32: L_ch the mean over the step's own queries, each probe weighing as one of them
+    weight = len(batch.samples) / 32
+    assert all(c.weight == pytest.approx(weight) for c in challengers(batch))
+    G, rng = 3, random.Random(derive_seed(0, step, "prompts"))
+    problems = [lsp.task.sample(rng) for _ in range(16)]
+    answers = policy.generator.generate([lsp.task_prompt_ids(p) for p in problems for _ in range(G)],
+                                        lsp.context.sampling, seed=rng.randrange(2**31))
+    for j, (probe, problem) in enumerate(zip(probes, problems)):
+        assert probe.info["text"] == problem.text and not lsp.task.is_held_out(problem)
+        # written as the Challenger writes it: the template's slots, one digit each; no sampler log-probs
+        assert policy.tokenizer.decode(probe.response_ids) == problem.text.replace("+", "")
+        assert probe.prompt_ids == lsp.challenger_prompt and probe.logprobs == []
+        grades = [lsp.task.grade(problem, a.text) for a in answers[j * G:(j + 1) * G]]
+        R = [1.0 if g.score == 1.0 else 0.2 if g.well_formed else 0.0 for g in grades]  # the preset's format reward
+        assert probe.reward == pytest.approx(-sum(R) / G)
+    assert batch.metrics["lsp/probe_solver_reward"] == pytest.approx(-sum(p.reward for p in probes) / 16)
+    # the Solver does not train on its answers to them: the step's Solver samples are the same, and
+    # still weigh as L_sol, the mean over them (the learner divides by the whole batch's size)
+    assert len(solvers(batch)) == len(solvers(before))
+    assert sum(s.weight for s in solvers(batch)) == pytest.approx(len(batch.samples))
+    # A_ch of a probe against the probes' mean; the step's own samples against theirs, as without probes
+    lsp.advantages(batch)
+    plain.advantages(before)
+    mean = sum(p.reward for p in probes) / 16
+    assert [p.advantage for p in probes] == pytest.approx([p.reward - mean for p in probes])
+    assert [s.advantage for s in own] == pytest.approx([s.advantage for s in before.samples])
+
+
+def test_the_solver_replays_earlier_valid_queries_of_its_window_and_keeps_them_across_a_checkpoint(policy, tmp_path):
+    plain = build(policy, tmp_path)
+    lsp = build(policy, tmp_path, ["recipe.solver_replay=5", "recipe.replay_window=3"])
+    valid_by_step, replayed_steps = [], 0
+    for step in range(40):
+        before, batch = plain.collect(step), lsp.collect(step)
+        valid = [c.info["text"] for c in challengers(before) if c.info["valid"]]
+        window = [q for queries in valid_by_step[-3:] for q in queries]  # the last three steps' valid queries
+        valid_by_step.append(valid)
+        replay = [s for s in solvers(batch) if "replay" in s.group]
+        # the step's own queries, answers and Challenger rewards are those of a run without replay
+        assert [(s.role, s.info["text"], s.reward) for s in batch.samples if s not in replay] == \
+               [(s.role, s.info["text"], s.reward) for s in before.samples]
+        assert batch.metrics == before.metrics  # the degeneration signals describe the step's own queries
+        if not window:
+            assert replay == []
+            continue
+        replayed_steps += 1
+        rng = random.Random(derive_seed(0, step, "replay"))
+        drawn = [rng.choice(window) for _ in range(5)]
+        assert len(replay) == 5 * 3  # G = 3 answers to each
+        for j, query in enumerate(drawn):
+            answers = [s for s in replay if s.group == f"{step}:replay{j}"]
+            assert len(answers) == 3
+            assert answers[0].prompt_ids == lsp.task_prompt_ids(lsp.task.check_query(query).problem)
+        # trained as the Solver's own answers are: L_sol is the mean over all of them
+        n_solver = len(solvers(batch))
+        assert [s.weight for s in solvers(batch)] == pytest.approx([(n_solver + 32) / n_solver] * n_solver)
+        lsp.advantages(batch)
+        for j in range(5):
+            answers = [s for s in replay if s.group == f"{step}:replay{j}"]
+            V = sum(s.reward for s in answers) / 3
+            assert [s.advantage for s in answers] == pytest.approx([s.reward - V for s in answers])
+    assert replayed_steps >= 10
+    # the window is the recipe's state: a fresh recipe loaded from a checkpoint replays the same
+    folder = tmp_path / "replay"
+    folder.mkdir()
+    lsp.save(folder)
+    assert json.loads((folder / "lsp.json").read_text())["replayable"] == valid_by_step[-3:]
+    fresh = build(policy, tmp_path, ["recipe.solver_replay=5", "recipe.replay_window=3"])
+    fresh.load(folder)
+    a, b = lsp.collect(40), fresh.collect(40)
+    assert [(s.group, s.response_ids, s.reward) for s in a.samples] == [(s.group, s.response_ids, s.reward)
+                                                                       for s in b.samples]
 
 
 def step_with_a_repeat(plain, penalised, steps):

@@ -59,6 +59,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
@@ -170,6 +171,18 @@ class Config(RecipeSection):
     # the score tag), or tag (one forced token after the opening tag: for models too small to keep
     # the rubric's format)
     judge_readout: Literal["text", "tag"] = "text"
+    # the Challenger also learns from this many training problems of the family drawn uniformly each
+    # step, as if it had written them (0: off, the paper's): the Solver answers each G times (not
+    # trained on), and a problem pays -V(q) against the mean of the step's drawn problems. A
+    # policy-gradient Challenger learns only from what it writes; these show it what it does not
+    # write. Each weighs as one of its own queries. Compact style with a template only (the problem
+    # is written back into its slots)
+    challenger_probes: int = Field(0, ge=0)
+    # the Solver also answers this many of the Challenger's valid queries of the last `replay_window`
+    # steps each step, drawn uniformly, and trains on them (0: off, the paper's): what it learned
+    # stays in its batch while the Challenger moves on (self-written queries only: still data-free)
+    solver_replay: int = Field(0, ge=0)
+    replay_window: int = Field(100, gt=0)
     eval_size: int = Field(256, gt=0)  # held-out problems per evaluation (verifiable tasks)
     # also answer the fresh queries, the held-out problems and the uniform ones G times each,
     # sampled as in training (eval/lsp/*_sampled_accuracy): G times the evaluation's generation
@@ -196,6 +209,10 @@ class Config(RecipeSection):
         if self.compact_min_slots is not None and self.compact_min_slots > self.compact_template.count("{}"):
             raise ValueError(f"recipe.compact_min_slots ({self.compact_min_slots}) is more than the "
                              f"{self.compact_template.count('{}')} slots of recipe.compact_template")
+        if self.challenger_probes and not (self.style == "compact" and "{}" in self.compact_template
+                                           and self.reward == "verifiable"):
+            raise ValueError("recipe.challenger_probes needs style=compact, a compact_template with slots "
+                             "and reward=verifiable")
         if self.alpha_ch_final is not None and not self.alpha_ch_steps:
             raise ValueError("recipe.alpha_ch_final needs recipe.alpha_ch_steps > 0")
         for key in ("challenger_reward", "challenger_reward_late"):
@@ -221,9 +238,9 @@ class LSPRecipe(Recipe):
         self.initial_answers: list[str] | None = None  # the initial model's answers to the shipped requests
         self.recent: list[dict] = []  # a few of the last step's queries with their answers, for transcripts
         self.asked: dict[str, float] = {}  # n(q) of the novelty bonus: the (faded) times q was asked
+        self.replayable: list[list[str]] = []  # the valid queries of the last replay_window steps
         self.pairwise: PairwiseJudge | None = None  # built on first use: it may load the reference
         self.boxed = cfg.style == "chat" and cfg.query_from == "boxed"
-        self.trained_alphabet: tuple[int, ...] | None = None  # Sample.allowed_token_ids of a Challenger turn
         self.challenger_prompt = self.prompt_ids(
             cfg.compact_prompt if cfg.style == "compact"
             else CHALLENGER_PROMPT.format(task_kind=cfg.task_kind, template=cfg.template)
@@ -237,8 +254,18 @@ class LSPRecipe(Recipe):
         elif cfg.style == "compact" and cfg.compact_alphabet:
             self.query_sampling = replace(self.query_sampling,
                                           allowed_token_ids=self.alphabet_ids("compact_alphabet", cfg.compact_alphabet))
-        # the Challenger is trained as the policy it samples from, over its alphabet (see the learner)
-        self.trained_alphabet = self.query_sampling.allowed_token_ids
+        # Sample.allowed_token_ids of a Challenger turn: it is trained as the policy it samples from,
+        # over its alphabet (see the learner)
+        self.trained_alphabet: tuple[int, ...] | None = self.query_sampling.allowed_token_ids
+        if cfg.challenger_probes:  # every problem of the family must fit the template's slots
+            from selfplay.config import ConfigError  # selfplay.config imports the recipes
+
+            rng = random.Random(0)
+            for problem in (self.task.sample(rng) for _ in range(100)):
+                try:
+                    _unfill(cfg.compact_template, problem.text)
+                except ValueError as error:
+                    raise ConfigError(f"recipe.challenger_probes: {error}; a probe is written into the slots") from None
 
     def alphabet_ids(self, key: str, alphabet: str) -> tuple[int, ...]:
         """The token ids of `alphabet`'s characters and the stop tokens: each character one token."""
@@ -290,29 +317,13 @@ class LSPRecipe(Recipe):
         texts, checks = map(list, zip(*(self.read_query(q.text) for q in queries)))
         valid = [i for i, (ok, _, _) in enumerate(checks) if ok]
 
-        owners = [i for i in valid for _ in range(cfg.answers_per_query)]  # the query each answer answers
-        solver_ids = {i: self.prompt_ids(self.solver_prompt(texts[i], checks[i][2])) for i in valid}
-        prompts = [solver_ids[i] for i in owners]
-        answers = self.policy.generator.generate(prompts, self.context.sampling,
-                                                 seed=derive_seed(seed, 2 * step + 1, "generation")) if prompts else []
-        greedy = self.greedy_rewards(step, [texts[i] for i in valid], [solver_ids[i] for i in valid])
-
-        # rewards: R from the reward source, R_Q from the judge, each in one batched call
-        pairs = [(texts[i], a.text) for i, a in zip(owners, answers)]
-        R = self.reward_source.score(pairs) if pairs else []
-        R_Q = self.judge.score(pairs) if self.judge and pairs else [Score(0.0, "LSP-Zero")] * len(pairs)
-
-        samples = []
-        for i, answer, r, q in zip(owners, answers, R, R_Q):
-            samples.append(Sample(
-                prompt_ids=answer.prompt_ids, response_ids=answer.response_ids, logprobs=answer.logprobs,
-                task=cfg.task, role=SOLVER, episode_id=step * cfg.queries_per_step + i,
-                reward=r.value * cfg.reward_scale + q.value * cfg.quality_scale, group=f"{step}:{i}",
-                truncated=answer.truncated,
-                info={"text": answer.text, "solved": r.value >= 1.0, "R": r.value * cfg.reward_scale,
-                      "R_Q": q.value * cfg.quality_scale, "reason": r.reason, "judge_parsed": q.parsed},
-            ))
-        n_solver, batch_size = len(samples), len(samples) + len(queries)
+        greedy = self.greedy_rewards(step, [texts[i] for i in valid],
+                                     [self.prompt_ids(self.solver_prompt(texts[i], checks[i][2])) for i in valid])
+        samples = self.answer([(f"{step}:{i}", step * cfg.queries_per_step + i, texts[i], checks[i][2]) for i in valid],
+                              seed=derive_seed(seed, 2 * step + 1, "generation"))
+        n_own = len(samples)
+        samples += self.replay(step, [texts[i] for i in valid])
+        n_solver, batch_size = len(samples), len(samples) + len(queries) + cfg.challenger_probes
         repeats = {text: count / len(texts) for text, count in Counter(texts).items()}
         penalty = self.repetition_penalty(step)
         alpha_ch = _linear(cfg.alpha_ch, cfg.alpha_ch_final, cfg.alpha_ch_steps, step - cfg.alpha_ch_from)
@@ -336,14 +347,72 @@ class LSPRecipe(Recipe):
             ))
         for s in samples[:n_solver]:
             s.weight = batch_size / n_solver
+        probes, probe_reward = self.probe_samples(step, alpha_ch * batch_size / len(queries))
         self.recent = [{"step": step + 1, "task": cfg.task, "role": CHALLENGER, "query": c.info["text"],
                         "reason": c.info["reason"], "challenger_reward": round(c.reward, 4),
                         "answers": [{"answer": a.info["text"], "R": round(a.info["R"], 4), "R_Q": round(a.info["R_Q"], 4),
                                      "reason": a.info["reason"]} for a in samples[:n_solver] if a.group == c.group]}
                        for c in samples[n_solver:][:cfg.eval_transcripts]]
-        return Batch(samples, self.step_metrics(samples, texts, checks)
-                     | {"lsp/repetition_penalty": penalty, "lsp/alpha_ch": alpha_ch,
-                        "lsp/novelty_bonus": sum(bonuses) / len(bonuses)})
+        metrics = self.step_metrics(samples[:n_own] + samples[n_solver:], texts, checks) | {
+            "lsp/repetition_penalty": penalty, "lsp/alpha_ch": alpha_ch, "lsp/novelty_bonus": sum(bonuses) / len(bonuses)}
+        if probes:
+            metrics["lsp/probe_solver_reward"] = probe_reward
+        return Batch(samples + probes, metrics)
+
+    def answer(self, asked: list[tuple[str, int, str, Any]], seed: int) -> list[Sample]:
+        """The Solver's G sampled answers to each (group, episode, query, problem), scored: R from
+        the reward source, R_Q from the judge, each in one batched call."""
+        cfg = self.cfg
+        owners = [a for a in asked for _ in range(cfg.answers_per_query)]  # what each answer answers
+        prompts = {group: self.prompt_ids(self.solver_prompt(query, problem)) for group, _, query, problem in asked}
+        answers = self.policy.generator.generate([prompts[group] for group, *_ in owners], self.context.sampling,
+                                                 seed=seed) if owners else []
+        pairs = [(query, a.text) for (_, _, query, _), a in zip(owners, answers)]
+        R = self.reward_source.score(pairs) if pairs else []
+        R_Q = self.judge.score(pairs) if self.judge and pairs else [Score(0.0, "LSP-Zero")] * len(pairs)
+        return [Sample(
+            prompt_ids=answer.prompt_ids, response_ids=answer.response_ids, logprobs=answer.logprobs,
+            task=cfg.task, role=SOLVER, episode_id=episode, reward=r.value * cfg.reward_scale + q.value * cfg.quality_scale,
+            group=group, truncated=answer.truncated,
+            info={"text": answer.text, "solved": r.value >= 1.0, "R": r.value * cfg.reward_scale,
+                  "R_Q": q.value * cfg.quality_scale, "reason": r.reason, "judge_parsed": q.parsed},
+        ) for (group, episode, _, _), answer, r, q in zip(owners, answers, R, R_Q)]
+
+    def replay(self, step: int, asked: list[str]) -> list[Sample]:
+        """The Solver's answers to `solver_replay` of the Challenger's valid queries of the last
+        `replay_window` steps, drawn uniformly (before this step's `asked` join them)."""
+        cfg = self.cfg
+        if not cfg.solver_replay:
+            return []
+        earlier = [query for queries in self.replayable for query in queries]
+        rng = random.Random(derive_seed(self.context.seed, step, "replay"))
+        drawn = [rng.choice(earlier) for _ in range(cfg.solver_replay)] if earlier else []
+        self.replayable = (self.replayable + [asked])[-cfg.replay_window:]
+        return self.answer([(f"{step}:replay{j}", -1, query, self.check(query)[2]) for j, query in enumerate(drawn)],
+                           seed=rng.randrange(2**31))
+
+    def probe_samples(self, step: int, weight: float) -> tuple[list[Sample], float]:
+        """`challenger_probes` training problems drawn uniformly, written into the template's slots as
+        Challenger samples (no sampler log-probs: the learner's own), each paid -V(q) from G sampled
+        answers of the Solver, which does not train on them; and the Solver's mean R on them."""
+        cfg = self.cfg
+        if not cfg.challenger_probes:
+            return [], 0.0
+        rng = random.Random(derive_seed(self.context.seed, step, "prompts"))
+        problems = [self.task.sample(rng) for _ in range(cfg.challenger_probes)]
+        answers = self.answer([(f"{step}:probe{j}", -1, p.text, p) for j, p in enumerate(problems)],
+                              seed=rng.randrange(2**31))
+        samples = []
+        for j, problem in enumerate(problems):
+            V = sum(a.info["R"] for a in answers if a.group == f"{step}:probe{j}") / cfg.answers_per_query
+            written = _unfill(cfg.compact_template, problem.text)
+            samples.append(Sample(
+                prompt_ids=self.challenger_prompt,
+                response_ids=self.policy.tokenizer(written, add_special_tokens=False)["input_ids"],
+                logprobs=[], task=cfg.task, role=CHALLENGER, episode_id=-1, reward=-V, group=f"{step}:probe{j}",
+                allowed_token_ids=self.trained_alphabet, weight=weight,
+                info={"text": problem.text, "valid": True, "reason": "probe", "probe": True}))
+        return samples, -sum(s.reward for s in samples) / len(samples)
 
     def read_query(self, written: str) -> tuple[str, tuple]:
         """The query the Challenger's text makes, and its check: a text too short for the compact
@@ -449,7 +518,12 @@ class LSPRecipe(Recipe):
     # ---- advantages ------------------------------------------------------------------------------
     def advantages(self, batch: Batch) -> list[Sample]:
         """A_sol = R - V(q); A_ch = r_ch - mean(r_ch) (Vbar - V(q) with r_ch = -V(q))."""
-        return lsp_advantages(batch.samples, SOLVER, CHALLENGER)
+        own = [s for s in batch.samples if not s.info.get("probe")]
+        probes = [s for s in batch.samples if s.info.get("probe")]
+        lsp_advantages(own, SOLVER, CHALLENGER)
+        for s in probes:  # against the mean of the drawn problems: harder than the family's average
+            s.advantage = s.reward - sum(p.reward for p in probes) / len(probes)
+        return own + probes
 
     # ---- evaluate: the Solver on held-out problems no Challenger wrote ---------------------------
     def evaluate(self, step: int) -> Evaluation:
@@ -531,17 +605,18 @@ class LSPRecipe(Recipe):
 
     # ---- state -----------------------------------------------------------------------------------
     # A step's sampling seeds are functions of (seed, step) and the held-out set is fixed; a judge
-    # that samples keeps a call count, and the novelty bonus its counts (exact in JSON: floats are
-    # written as their shortest exact repr).
+    # that samples keeps a call count, the novelty bonus its counts (exact in JSON: floats are
+    # written as their shortest exact repr) and the replay its window of queries.
     def save(self, folder: Path) -> None:
         state = {"reward": self.reward_source.state_dict(), "judge": self.judge.state_dict() if self.judge else None,
-                 "asked": self.asked}
+                 "asked": self.asked, "replayable": self.replayable}
         (folder / "lsp.json").write_text(json.dumps(state))
 
     def load(self, folder: Path) -> None:
         state = json.loads((folder / "lsp.json").read_text())
         self.reward_source.load_state_dict(state["reward"])
         self.asked = state.get("asked", {})
+        self.replayable = state.get("replayable", [])
         if self.judge:
             self.judge.load_state_dict(state["judge"])
 
@@ -575,6 +650,18 @@ def _fill(template: str, characters: str) -> str:
     -> "3+4=")."""
     parts = template.split("{}")
     return "".join(part + char for part, char in zip(parts, characters)) + parts[-1]
+
+
+def _unfill(template: str, text: str) -> str:
+    """The characters that fill `template`'s slots to make `text`, as `_fill` writes it:
+    `_unfill("{}+{}", "3+4")` -> "34"; `_unfill("{}+{}+{}=", "3+4=")` -> "34" (the template cut)."""
+    parts = template.split("{}")
+    for slots in range(len(parts) - 1, 0, -1):
+        pattern = "".join(re.escape(part) + "(.)" for part in parts[:slots]) + re.escape(parts[-1])
+        match = re.fullmatch(pattern, text)
+        if match:
+            return "".join(match.groups())
+    raise ValueError(f"{text!r} does not fit the template {template!r}")
 
 
 def looks_like_code(text: str) -> bool:
