@@ -521,8 +521,10 @@ class LSPRecipe(Recipe):
         own = [s for s in batch.samples if not s.info.get("probe")]
         probes = [s for s in batch.samples if s.info.get("probe")]
         lsp_advantages(own, SOLVER, CHALLENGER)
-        for s in probes:  # against the mean of the drawn problems: harder than the family's average
-            s.advantage = s.reward - sum(p.reward for p in probes) / len(probes)
+        if probes:  # against the mean of the drawn problems: harder than the family's average
+            mean = sum(p.reward for p in probes) / len(probes)
+            for s in probes:
+                s.advantage = s.reward - mean
         return own + probes
 
     # ---- evaluate: the Solver on held-out problems no Challenger wrote ---------------------------
