@@ -31,10 +31,11 @@ from selfplay.tasks import make as make_task
 PRESET = Path(__file__).resolve().parents[1] / "selfplay" / "configs" / "lsp_tiny.yaml"
 # N = 32 queries a step of two one-digit operands (the preset has three): the random tiny model
 # writes a valid one about once in 30-100 tries; the paper's challenger reward and weights
-# unless a test turns the repetition penalty on (the preset's is 5) or sets alpha_ch
+# unless a test turns the repetition penalty on (the preset's is 5) or sets alpha_ch, and no
+# probes unless a test asks for them (the preset draws 8)
 SMALL = ["recipe.queries_per_step=32", "recipe.answers_per_query=3", "recipe.eval_size=16",
          "recipe.repetition_penalty=0", "recipe.task_options.terms=2", 'recipe.compact_template="{}+{}"',
-         "recipe.query_max_new_tokens=2", "recipe.alpha_ch=1"]
+         "recipe.query_max_new_tokens=2", "recipe.alpha_ch=1", "recipe.challenger_probes=0"]
 
 
 def load(overrides=()):
@@ -807,8 +808,8 @@ def test_the_preset_loads_as_lsp_zero():
     (["recipe.challenger_probes=-1"], r"recipe\.challenger_probes"),
 ])
 def test_config_errors_name_the_key(overrides, message):
-    with pytest.raises(ConfigError, match=message):
-        load_config(PRESET, overrides)
+    with pytest.raises(ConfigError, match=message):  # the preset's probes off: they need reward=verifiable
+        load_config(PRESET, ["recipe.challenger_probes=0", *overrides])
 
 
 # ---------------------------------------------------------------- the Challenger's probes
