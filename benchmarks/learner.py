@@ -1,7 +1,9 @@
 """Learner speed: one PPO update with the prompt prefix each micro-batch shares run once
-(`optim.share_prompt_prefix`, the default) against every prompt run whole, on the same samples.
+(`optim.share_prompt_prefix`, the default), or with each distinct prompt run once (`--share prompts`:
+`optim.share_prompts`, the G answers to one prompt), against every prompt run whole, on the same samples.
 
-    python benchmarks/learner.py [--config spiral_tictactoe_smollm2] [--resume RUN_DIR] [--repeats 3] [--threads 2]
+    python benchmarks/learner.py [--config spiral_tictactoe_smollm2] [--share prefix|prompts] [--resume RUN_DIR]
+                                 [--repeats 3] [--threads 2]
 
 The preset collects one batch (from `--resume RUN_DIR`'s last checkpoint, or the initial
 model); then the learner updates on it at learning rate 0 (the weights stay as they are, the
@@ -24,9 +26,9 @@ from selfplay.trainer import Trainer
 from selfplay.trainer_cli import resolve_preset
 
 
-def timed_update(trainer: Trainer, samples, share: bool) -> float:
+def timed_update(trainer: Trainer, samples, share: str | None) -> float:
     learner = trainer.learner
-    learner.share_prompt_prefix = share
+    learner.share_prompt_prefix, learner.share_prompts = share == "prefix", share == "prompts"
     trainer.policy.model.train()
     start = time.perf_counter()
     learner.update(samples)
@@ -36,6 +38,8 @@ def timed_update(trainer: Trainer, samples, share: bool) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="spiral_tictactoe_smollm2", help="a preset name or YAML file")
+    parser.add_argument("--share", choices=("prefix", "prompts"), default="prefix",
+                        help="what runs once: the prefix all prompts share, or each distinct prompt")
     parser.add_argument("--resume", default=None, help="a run folder: collect with its last checkpoint")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
@@ -50,30 +54,34 @@ def main() -> None:
     trainer.policy.model.eval()
     _, samples, _ = trainer._collect_and_score(trainer.step)
     learner = trainer.learner
-    if not learner.share_prompt_prefix:
-        raise SystemExit("optim.share_prompt_prefix is off here (gradient checkpointing?): nothing to compare")
+    if learner.checkpointed_layers:
+        raise SystemExit("gradient checkpointing recomputes layers without a KV cache: nothing shares, nothing to compare")
     for group in learner.optimizer.param_groups:
         group["lr"] = 0.0  # the same work, the same weights for every repeat
 
     chunks = [samples[i:i + learner.micro_batch_size] for i in range(0, len(samples), learner.micro_batch_size)]
+    learner.share_prompt_prefix = True
     shared = [learner._shared_prefix(list({tuple(s.prompt_ids) for s in chunk})) for chunk in chunks]
+    distinct = [f"{len({tuple(s.prompt_ids) for s in chunk})} of {len(chunk)}" for chunk in chunks]
     prompt = statistics.mean(len(s.prompt_ids) for s in samples)
     response = statistics.mean(len(s.response_ids) for s in samples)
 
-    timed_update(trainer, samples, True)  # warm up
-    times = {True: [], False: []}
+    timed_update(trainer, samples, args.share)  # warm up
+    times = {None: [], args.share: []}
     for _ in range(args.repeats):
-        for share in (False, True):
+        for share in times:
             times[share].append(timed_update(trainer, samples, share))
-    whole, once = min(times[False]), min(times[True])
+    whole, once = min(times[None]), min(times[args.share])
+    what = "shared prefix" if args.share == "prefix" else "each prompt"
 
     print(f"\nmachine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads; "
           f"{cfg.model.name}, {len(samples)} samples in micro-batches of {learner.micro_batch_size}, "
           f"{learner.epochs} epoch(s), best of {args.repeats}")
-    print(f"mean prompt {prompt:.0f} tokens, response {response:.1f}; shared per micro-batch: {shared}")
-    print(f"update, every prompt whole:        {whole:8.2f} s")
-    print(f"update, shared prefix run once:    {once:8.2f} s")
-    print(f"shared prefix once / whole: {whole / once:.2f}x updates/s")
+    print(f"mean prompt {prompt:.0f} tokens, response {response:.1f}; shared per micro-batch: {shared}; "
+          f"distinct prompts per micro-batch: {distinct}")
+    print(f"update, every prompt whole:        {whole:8.3f} s")
+    print(f"update, {what} run once:{' ' * (14 - len(what))}{once:8.3f} s")
+    print(f"{what} once / whole: {whole / once:.2f}x updates/s")
 
 
 if __name__ == "__main__":

@@ -137,6 +137,11 @@ class OptimConfig(Section):
     # attend to it from every row: the same gradient up to float rounding, for fewer FLOPs
     # (not with gradient_checkpointing, which recomputes layers without a cache)
     share_prompt_prefix: bool = True
+    # run each distinct prompt of a micro-batch once and let its responses attend to it (the G
+    # answers to one prompt of GRPO, LSP, AZR): the same gradient up to float rounding, for the
+    # prompt's FLOPs once instead of G times. Off by default: on it moves a run's numbers by float
+    # rounding, so runs measured without it no longer repeat bit for bit
+    share_prompts: bool = False
 
 
 class EvalConfig(Section):

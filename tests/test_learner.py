@@ -488,3 +488,57 @@ def test_a_shared_prompt_prefix_runs_once_with_the_same_loss_and_gradient(lora):
         assert shared[key] == pytest.approx(whole[key], rel=1e-5, abs=1e-7)
     for a, b in zip(shared_grads, whole_grads):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-4)
+
+
+@pytest.mark.parametrize("answers", [["4", "I pick 4", "2", "4"], ["4", "2", "7", "4"]])
+def test_each_prompt_runs_once_for_its_answers_with_the_same_loss_and_gradient(answers):
+    """G answers to each prompt (`share_prompts`): every distinct prompt runs once, its answers
+    attend to its keys and values, and the loss, KL, entropy and gradient equal those of every
+    sequence run whole, with prompts of different lengths, answers of different lengths (or all
+    one token long, the second case, where the prompts' pass is the only one), a restricted
+    sample and sample weights."""
+    model, tokenizer = load_model("tiny", seed=0)
+    reference = copy.deepcopy(model)
+    with torch.no_grad():  # a reference that differs, so the KL is not zero
+        for p in reference.parameters():
+            p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(2)) * 0.05)
+    boards = ["x.o..x...o", "xx.oo....", "o"]
+    batch = [(board, answer, 0.5 - 0.3 * i + 0.2 * j) for i, board in enumerate(boards) for j, answer in enumerate(answers)]
+    samples = make_samples(tokenizer, batch)
+    if answers[1] == "2":  # one token each: the answer without <|im_end|>
+        for s in samples:
+            s.response_ids, s.logprobs = s.response_ids[:1], s.logprobs[:1]
+    samples[3].weight = 2.0
+    samples[5].allowed_token_ids = tuple(tokenizer("0123456789", add_special_tokens=False)["input_ids"]) + (
+        samples[5].response_ids[-1],)
+    results = []
+    for share in (True, False):
+        learner = Learner(copy.deepcopy(model), LearnerSettings(lr=0.0, epochs=1, micro_batch_size=len(samples),
+                                                               loss_norm="constant", norm_constant=4, grad_clip=None,
+                                                               kl_coef=0.1, kl_estimator="k3", entropy_coef=0.1,
+                                                               share_prompts=share),
+                          ref_model=reference)
+        shapes = []
+        hook = learner.model.model.register_forward_pre_hook(
+            lambda _, args, kwargs: shapes.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True)
+        stats = learner.update(samples)
+        hook.remove()
+        results.append((shapes, stats, [p.grad.clone() for p in learner.params]))
+    (shapes, shared, shared_grads), (whole_shapes, whole, whole_grads) = results
+    distinct = len({(tuple(s.prompt_ids), tuple(s.response_ids)) for s in samples})  # "4" twice per board
+    prompt_width = max(len(s.prompt_ids) for s in samples)
+    width = max(len(s.response_ids) for s in samples)
+    assert whole_shapes == [(distinct, prompt_width + width)]  # the policy's passes (the reference is another model)
+    assert shapes == [(len(boards), prompt_width)] + ([(distinct, width - 1)] if width > 1 else [])
+    assert shared["kl"] > 0
+    for key in ("loss", "pg_loss", "kl", "entropy"):
+        assert shared[key] == pytest.approx(whole[key], rel=1e-5, abs=1e-7)
+    for a, b in zip(shared_grads, whole_grads):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-4)
+
+
+def test_share_prompts_leaves_a_batch_of_distinct_prompts_whole():
+    model, tokenizer = load_model("tiny", seed=0)
+    learner = Learner(model, LearnerSettings(lr=1e-3, micro_batch_size=4, loss_norm="token_mean", share_prompts=True))
+    batch = learner.collate(make_samples(tokenizer, BATCH))
+    assert "prompt_of_row" not in batch and batch["input_ids"].shape[0] == len(BATCH)

@@ -24,7 +24,10 @@ for `constant`) so the accumulated gradient equals the full batch's.
 Identical (prompt, response) sequences in a micro-batch go through the model once and
 their log-probs are shared out to every sample: the loss and its gradient are the same,
 and with one-token moves on compact games most samples are repeats (every game's first
-position is the same), so the update costs a fraction of the batch.
+position is the same), so the update costs a fraction of the batch. With `share_prompts`,
+each distinct prompt runs once too (the G answers to one prompt in GRPO, LSP, AZR): its last
+position gives the first response token's logits, and the responses run alone, attending to
+their prompt's keys and values; the gradient is the same up to float rounding.
 
 Old log-probs: by default the learner's own epoch-0 log-probs (one forward pass saved,
 and the ratio is exactly 1 when nothing has changed). `use_sampler_logprobs=True` takes
@@ -56,6 +59,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
+from transformers import DynamicCache
 
 from selfplay import distributed
 from selfplay.algorithms.losses import NORMS, aggregate, kl_penalty, ppo_clip_loss
@@ -89,6 +93,7 @@ class LearnerSettings:
     entropy_over: str = "vocab"
     gradient_checkpointing: bool = False
     share_prompt_prefix: bool = True
+    share_prompts: bool = False
 
 
 class Learner:
@@ -148,6 +153,7 @@ class Learner:
         # the prompt prefix shared by a micro-batch runs once (not with checkpointed layers, which
         # recompute their activations without a KV cache)
         self.share_prompt_prefix = optim.share_prompt_prefix and not self.checkpointed_layers
+        self.share_prompts = optim.share_prompts and not self.checkpointed_layers
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=optim.lr, betas=tuple(optim.betas),
                                            weight_decay=optim.weight_decay)
@@ -171,21 +177,35 @@ class Learner:
         # The model sees each distinct sequence once; `rows` maps every sample to its row.
         distinct: dict[tuple, int] = {}
         rows = [distinct.setdefault((tuple(s.prompt_ids), tuple(s.response_ids)), len(distinct)) for s in samples]
-        shared = self._shared_prefix([prompt for prompt, _ in distinct])
-        prompt_width = max(len(s.prompt_ids) for s in samples) - shared
         width = max(len(s.response_ids) for s in samples)
         batch = len(samples)
-        input_ids = torch.full((len(distinct), prompt_width + width), self.pad_token_id, dtype=torch.long)
-        attention = torch.zeros((len(distinct), prompt_width + width), dtype=torch.long)
-        for (prompt, response), r in distinct.items():
-            prompt = prompt[shared:]
-            start, end = prompt_width - len(prompt), prompt_width + len(response)
-            input_ids[r, start:end] = torch.tensor(prompt + response)
-            attention[r, start:end] = 1
+        prompts: dict[tuple, int] = {}
+        prompt_of_row = [prompts.setdefault(prompt, len(prompts)) for prompt, _ in distinct]
+        extra = {}
+        if self.share_prompts and len(prompts) < len(distinct):
+            # each distinct prompt once (left-padded), each row its response only (right-padded)
+            shared = 0
+            extra = self._prompt_rows(list(prompts), prompt_of_row)
+            input_ids = torch.full((len(distinct), width), self.pad_token_id, dtype=torch.long)
+            attention = torch.zeros((len(distinct), width), dtype=torch.long)
+            for (prompt, response), r in distinct.items():
+                input_ids[r, :len(response)] = torch.tensor(response)
+                attention[r, :len(response)] = 1
+            positions = torch.tensor([len(prompt) for prompt, _ in distinct])[:, None] + torch.arange(width)
+        else:
+            shared = self._shared_prefix(list(prompts))
+            prompt_width = max(len(s.prompt_ids) for s in samples) - shared
+            input_ids = torch.full((len(distinct), prompt_width + width), self.pad_token_id, dtype=torch.long)
+            attention = torch.zeros((len(distinct), prompt_width + width), dtype=torch.long)
+            for (prompt, response), r in distinct.items():
+                prompt = prompt[shared:]
+                start, end = prompt_width - len(prompt), prompt_width + len(response)
+                input_ids[r, start:end] = torch.tensor(prompt + response)
+                attention[r, start:end] = 1
+            positions = shared + (attention.cumsum(-1) - 1).clamp(min=0)
         mask = torch.zeros((batch, width))
         sampler_logprobs = torch.zeros((batch, width))
         sampled = torch.zeros((batch, width))  # tokens with the sampler's log-probs (not written ones)
-        extra = {}
         for i, s in enumerate(samples):
             n = len(s.response_ids)
             mask[i, :n] = 1
@@ -220,7 +240,6 @@ class Learner:
                     allowed[rows[i]] = False
                     allowed[rows[i], list(s.allowed_token_ids)] = True
             extra["allowed"] = allowed
-        positions = shared + (attention.cumsum(-1) - 1).clamp(min=0)
         if shared:
             extra["prefix_ids"] = torch.tensor([samples[0].prompt_ids[:shared]])
         tensors = dict(input_ids=input_ids, attention_mask=attention, position_ids=positions, mask=mask, sampled=sampled,
@@ -228,6 +247,18 @@ class Learner:
                        advantages=torch.tensor([s.advantage for s in samples], dtype=torch.float32),
                        sampler_logprobs=sampler_logprobs, **extra)
         return {k: v.to(device) for k, v in tensors.items()}
+
+    def _prompt_rows(self, prompts: list[tuple[int, ...]], prompt_of_row: list[int]) -> dict[str, torch.Tensor]:
+        """The distinct prompts of a micro-batch as rows of their own, left-padded, and which of
+        them each sequence row answers (`share_prompts`)."""
+        prompt_width = max(len(p) for p in prompts)
+        ids = torch.full((len(prompts), prompt_width), self.pad_token_id, dtype=torch.long)
+        attention = torch.zeros((len(prompts), prompt_width), dtype=torch.long)
+        for r, prompt in enumerate(prompts):
+            ids[r, prompt_width - len(prompt):] = torch.tensor(prompt)
+            attention[r, prompt_width - len(prompt):] = 1
+        return dict(prompt_ids=ids, prompt_attention=attention, prompt_positions=(attention.cumsum(-1) - 1).clamp(min=0),
+                    prompt_of_row=torch.tensor(prompt_of_row))
 
     def _shared_prefix(self, prompts: list[tuple[int, ...]]) -> int:
         """How many tokens all `prompts` start with, when worth running once (each keeps one of its own)."""
@@ -241,12 +272,15 @@ class Learner:
         device = batch["input_ids"].device
         with torch.autocast(device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
             attention, cache = batch["attention_mask"], {}
-            if "prefix_ids" in batch:  # the shared prefix once; every row attends to its keys and values
+            if "prompt_of_row" in batch:
+                logits = self._shared_prompt_logits(model, batch)
+            elif "prefix_ids" in batch:  # the shared prefix once; every row attends to its keys and values
                 prefix = PrefixCache(model, batch["prefix_ids"][0].tolist())
                 cache = with_cache(model, prefix.rows(attention.shape[0]))
                 attention = torch.cat([attention.new_ones(attention.shape[0], len(prefix.ids)), attention], 1)
-            logits = model(input_ids=batch["input_ids"], attention_mask=attention,
-                           position_ids=batch["position_ids"], logits_to_keep=width + 1, **cache).logits[:, :-1]
+            if "prompt_of_row" not in batch:
+                logits = model(input_ids=batch["input_ids"], attention_mask=attention,
+                               position_ids=batch["position_ids"], logits_to_keep=width + 1, **cache).logits[:, :-1]
         targets = batch["input_ids"][:, -width:]
         if "allowed" in batch:  # the policy its sampler drew from: softmax over the allowed tokens
             # a large finite fill, not -inf: 0 * -inf would make the entropy's gradient NaN
@@ -264,6 +298,25 @@ class Learner:
             log_p = torch.log_softmax(logits.float(), dim=-1)
             entropy = -(log_p.exp() * log_p).sum(-1)[batch["rows"]]
         return logprobs[batch["rows"]], entropy
+
+    @staticmethod
+    def _shared_prompt_logits(model, batch) -> torch.Tensor:
+        """The response columns' logits with each distinct prompt run once: its last position
+        predicts the first response token, and the responses, attending to their prompt's keys and
+        values (copies autograd follows, so a prompt's gradient is its rows' sum), predict the rest."""
+        prompts, of_row = DynamicCache(), batch["prompt_of_row"]
+        first = model(input_ids=batch["prompt_ids"], attention_mask=batch["prompt_attention"],
+                      position_ids=batch["prompt_positions"], logits_to_keep=1, **with_cache(model, prompts)).logits
+        width = batch["input_ids"].shape[1]
+        if width == 1:
+            return first[of_row]
+        cache = DynamicCache()
+        for index, layer in enumerate(prompts.layers):
+            cache.update(layer.keys[of_row], layer.values[of_row], index)
+        attention = torch.cat([batch["prompt_attention"][of_row], batch["attention_mask"][:, :-1]], 1)
+        rest = model(input_ids=batch["input_ids"][:, :-1], attention_mask=attention,
+                     position_ids=batch["position_ids"][:, :-1], **with_cache(model, cache)).logits
+        return torch.cat([first[of_row], rest], 1)
 
     # ------------------------------------------------------------------ the update
 
