@@ -417,6 +417,32 @@ def test_a_held_out_query_may_be_paid_apart_from_an_invalid_one(policy, tmp_path
             {h.info["text"] for h in held_out}] == [-2.0] * len(held_out)
 
 
+def test_slot_credit_pays_a_malformed_query_for_each_slot_it_filled_right(policy, tmp_path):
+    """Template `{}+{}` (SMALL): training sums have a digit in both slots. Credit 0.6: `3a` fills
+    one slot of two right (0.3), `ab` none, `7` (too short) one (0.3), `34` both (0.6)."""
+    lsp = build(policy, tmp_path, ["recipe.invalid_slot_credit=0.6"])
+    assert lsp.slot_characters == [set("0123456789")] * 2
+    assert [lsp.slot_credit(w) for w in ("3a", "ab", "7", "34", "")] == pytest.approx([0.3, 0.0, 0.3, 0.6, 0.0])
+    assert build(policy, tmp_path).slot_credit("3a") == 0.0  # off by default
+    # collect: a malformed query is paid -2 + its credit; valid and held-out queries get none
+    plain = build(policy, tmp_path)
+    for step in range(400):
+        a, b = challengers(plain.collect(step)), challengers(lsp.collect(step))
+        if any(c.info["reason"] == HELD_OUT for c in a) and any(c.info["valid"] for c in a):
+            break
+    else:
+        pytest.fail("the random Challenger wrote no held-out and no valid sum")
+    for before, after in zip(a, b):
+        assert before.info["text"] == after.info["text"]  # the same queries: the credit changes no sampling
+        text = before.info["text"]
+        if before.info["valid"] or before.info["reason"] == HELD_OUT:
+            assert after.reward == pytest.approx(before.reward)
+        else:  # `3+a` was written `3a`; a text too short for the template is as written
+            written = text[0] + text[2] if len(text) == 3 and text[1] == "+" else text
+            assert after.reward == pytest.approx(before.reward + 0.3 * sum(c in "0123456789" for c in written[:2]))
+    assert any(after.reward > before.reward for before, after in zip(a, b))
+
+
 def test_challenger_reward_rzero_peaks_at_half_agreement(policy, tmp_path):
     lsp = build(policy, tmp_path, ["recipe.challenger_reward=rzero"])
     # the majority "7" holds 3 of 4 answers: p = 0.75, 1 - 2|0.75 - 0.5| = 0.5; + V_Q 0.25 = 0.75

@@ -24,7 +24,10 @@ Deviations from the paper, each an option:
 - A query that is not a problem of the task family (verifiable rewards), or is one of the
   family's held-out problems (kept for evaluation: no Challenger may train on them), gets no
   answers and the Challenger reward `invalid_query_reward` (-2: below any valid query's -V(q));
-  a held-out problem may be paid `held_out_query_reward` instead.
+  a held-out problem may be paid `held_out_query_reward` instead. In compact style a malformed
+  query may earn back `invalid_slot_credit` times the share of the template's slots it filled
+  with a character some training problem has there: a dense signal towards the form, where a
+  random model's batch of malformed queries is otherwise all paid the same and teaches nothing.
 - `challenger_reward`: `lsp` (-V(q), the paper's, the only monotone one) or the follow-ups'
   `rzero` (1 - 2|p - 1/2|, p the agreement of the answers with their majority), `uncertainty`
   (the same of the solve rate s: R-Zero's majority agreement estimates s where no verifier
@@ -150,6 +153,11 @@ class Config(RecipeSection):
     # learns that any sum it has not asked before may cost it dearly and keeps to the ones it knows;
     # at -1 (a query the Solver always answers) it may roam the family
     held_out_query_reward: float | None = None
+    # compact style: a malformed query is also paid this times the share of the template's slots it
+    # filled with a character some training problem has in that slot (a random model fills all
+    # three slots of `{}+{}+{}` with digits about once in 27 steps; each slot it gets right is a
+    # step towards a valid query). Below 1, so a malformed query stays below any valid one; 0: off
+    invalid_slot_credit: float = Field(0.0, ge=0, lt=1)
     # R-Zero's repetition penalty: r_ch -= penalty * (share of this step's queries equal to this
     # one), so a Challenger that repeats itself is paid less (0: off, the paper's)
     repetition_penalty: float = Field(0.0, ge=0)
@@ -257,6 +265,19 @@ class LSPRecipe(Recipe):
         # Sample.allowed_token_ids of a Challenger turn: it is trained as the policy it samples from,
         # over its alphabet (see the learner)
         self.trained_alphabet: tuple[int, ...] | None = self.query_sampling.allowed_token_ids
+        # per slot of the compact template: the characters training problems have there
+        self.slot_characters: list[set[str]] = []
+        if cfg.invalid_slot_credit and cfg.style == "compact" and "{}" in cfg.compact_template:
+            slots, rng = cfg.compact_template.count("{}"), random.Random(0)
+            self.slot_characters = [set() for _ in range(slots)]
+            for problem in (self.task.sample(rng) for _ in range(1000)):
+                try:
+                    written = _unfill(cfg.compact_template, problem.text)
+                except ValueError as error:
+                    from selfplay.config import ConfigError  # selfplay.config imports the recipes
+                    raise ConfigError(f"recipe.invalid_slot_credit: {error}") from None
+                for slot, char in enumerate(written):
+                    self.slot_characters[slot].add(char)
         if cfg.challenger_probes:  # every problem of the family must fit the template's slots
             from selfplay.config import ConfigError  # selfplay.config imports the recipes
 
@@ -338,7 +359,8 @@ class LSPRecipe(Recipe):
                 prompt_ids=query.prompt_ids, response_ids=query.response_ids, logprobs=query.logprobs,
                 task=cfg.task, role=CHALLENGER, episode_id=step * cfg.queries_per_step + i,
                 reward=self.challenger_reward(own, checks[i][0], checks[i][1] == HELD_OUT, step, greedy.get(texts[i]))
-                - penalty * repeats[texts[i]] + bonuses[i],
+                - penalty * repeats[texts[i]] + bonuses[i]
+                + (self.slot_credit(query.text) if not checks[i][0] and checks[i][1] != HELD_OUT else 0.0),
                 group=f"{step}:{i}", truncated=query.truncated, allowed_token_ids=self.trained_alphabet,
                 # the learner averages over the whole batch: these weights make it L_sol (mean over the
                 # N*G answers) + alpha_ch * L_ch (mean over the N queries)
@@ -489,6 +511,14 @@ class LSPRecipe(Recipe):
         if kind == "learnability":
             return learnability_reward(solve_rate) + V_Q
         return -V + V_Q
+
+    def slot_credit(self, written: str) -> float:
+        """`invalid_slot_credit` times the share of the template's slots that `written` fills with a
+        character a training problem has in that slot (0 when off)."""
+        if not self.slot_characters:
+            return 0.0
+        right = sum(char in allowed for char, allowed in zip(written, self.slot_characters))
+        return self.cfg.invalid_slot_credit * right / len(self.slot_characters)
 
     def repetition_penalty(self, step: int) -> float:
         """R-Zero's penalty at `step` (counted from 0): constant, or on its linear schedule."""
