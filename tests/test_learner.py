@@ -490,18 +490,28 @@ def test_a_shared_prompt_prefix_runs_once_with_the_same_loss_and_gradient(lora):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-4)
 
 
-@pytest.mark.parametrize("answers", [["4", "I pick 4", "2", "4"], ["4", "2", "7", "4"]])
-def test_each_prompt_runs_once_for_its_answers_with_the_same_loss_and_gradient(answers):
+@pytest.mark.parametrize("answers, lora", [(["4", "I pick 4", "2", "4"], False), (["4", "2", "7", "4"], False),
+                                           (["4", "I pick 4", "2", "4"], True)])
+def test_each_prompt_runs_once_for_its_answers_with_the_same_loss_and_gradient(answers, lora):
     """G answers to each prompt (`share_prompts`): every distinct prompt runs once, its answers
     attend to its keys and values, and the loss, KL, entropy and gradient equal those of every
     sequence run whole, with prompts of different lengths, answers of different lengths (or all
     one token long, the second case, where the prompts' pass is the only one), a restricted
-    sample and sample weights."""
+    sample and sample weights; with LoRA too (the reference: the same model, its adapter off)."""
+    from selfplay.config import LoraSettings
+    from selfplay.models.lora import WithoutAdapter, add_adapter
+
     model, tokenizer = load_model("tiny", seed=0)
     reference = copy.deepcopy(model)
     with torch.no_grad():  # a reference that differs, so the KL is not zero
         for p in reference.parameters():
             p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(2)) * 0.05)
+    if lora:
+        model = add_adapter(model, LoraSettings(r=4, alpha=8), seed=0, base_name="tiny")
+        with torch.no_grad():  # B starts at zero: make the adapter visible
+            for name, p in model.named_parameters():
+                if "lora_B" in name:
+                    p.normal_(0, 0.1, generator=torch.Generator().manual_seed(1))
     boards = ["x.o..x...o", "xx.oo....", "o"]
     batch = [(board, answer, 0.5 - 0.3 * i + 0.2 * j) for i, board in enumerate(boards) for j, answer in enumerate(answers)]
     samples = make_samples(tokenizer, batch)
@@ -513,13 +523,15 @@ def test_each_prompt_runs_once_for_its_answers_with_the_same_loss_and_gradient(a
         samples[5].response_ids[-1],)
     results = []
     for share in (True, False):
-        learner = Learner(copy.deepcopy(model), LearnerSettings(lr=0.0, epochs=1, micro_batch_size=len(samples),
-                                                               loss_norm="constant", norm_constant=4, grad_clip=None,
-                                                               kl_coef=0.1, kl_estimator="k3", entropy_coef=0.1,
-                                                               share_prompts=share),
-                          ref_model=reference)
+        policy = copy.deepcopy(model)
+        learner = Learner(policy, LearnerSettings(lr=0.0, epochs=1, micro_batch_size=len(samples),
+                                                  loss_norm="constant", norm_constant=4, grad_clip=None,
+                                                  kl_coef=0.1, kl_estimator="k3", entropy_coef=0.1,
+                                                  share_prompts=share),
+                          ref_model=WithoutAdapter(policy) if lora else reference)
         shapes = []
-        hook = learner.model.model.register_forward_pre_hook(
+        inner = policy.get_base_model() if lora else policy
+        hook = inner.model.register_forward_pre_hook(
             lambda _, args, kwargs: shapes.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True)
         stats = learner.update(samples)
         hook.remove()
@@ -528,8 +540,9 @@ def test_each_prompt_runs_once_for_its_answers_with_the_same_loss_and_gradient(a
     distinct = len({(tuple(s.prompt_ids), tuple(s.response_ids)) for s in samples})  # "4" twice per board
     prompt_width = max(len(s.prompt_ids) for s in samples)
     width = max(len(s.response_ids) for s in samples)
-    assert whole_shapes == [(distinct, prompt_width + width)]  # the policy's passes (the reference is another model)
-    assert shapes == [(len(boards), prompt_width)] + ([(distinct, width - 1)] if width > 1 else [])
+    passes = 2 if lora else 1  # with LoRA the reference's passes run on the same model first
+    assert whole_shapes == [(distinct, prompt_width + width)] * passes
+    assert shapes == ([(len(boards), prompt_width)] + ([(distinct, width - 1)] if width > 1 else [])) * passes
     assert shared["kl"] > 0
     for key in ("loss", "pg_loss", "kl", "entropy"):
         assert shared[key] == pytest.approx(whole[key], rel=1e-5, abs=1e-7)

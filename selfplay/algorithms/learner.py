@@ -271,14 +271,14 @@ class Learner:
         # logits at column j predict token j + 1: keep the width + 1 last columns, drop the final one
         device = batch["input_ids"].device
         with torch.autocast(device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
-            attention, cache = batch["attention_mask"], {}
             if "prompt_of_row" in batch:
                 logits = self._shared_prompt_logits(model, batch)
-            elif "prefix_ids" in batch:  # the shared prefix once; every row attends to its keys and values
-                prefix = PrefixCache(model, batch["prefix_ids"][0].tolist())
-                cache = with_cache(model, prefix.rows(attention.shape[0]))
-                attention = torch.cat([attention.new_ones(attention.shape[0], len(prefix.ids)), attention], 1)
-            if "prompt_of_row" not in batch:
+            else:
+                attention, cache = batch["attention_mask"], {}
+                if "prefix_ids" in batch:  # the shared prefix once; every row attends to its keys and values
+                    prefix = PrefixCache(model, batch["prefix_ids"][0].tolist())
+                    cache = with_cache(model, prefix.rows(attention.shape[0]))
+                    attention = torch.cat([attention.new_ones(attention.shape[0], len(prefix.ids)), attention], 1)
                 logits = model(input_ids=batch["input_ids"], attention_mask=attention,
                                position_ids=batch["position_ids"], logits_to_keep=width + 1, **cache).logits[:, :-1]
         targets = batch["input_ids"][:, -width:]
