@@ -445,49 +445,68 @@ def test_gradient_checkpointing_recomputes_layers_and_gives_the_same_update():
 RULES = "Tic Tac Toe. You are X. Reply with your move only, as one digit. "  # every prompt starts with it
 
 
+def with_visible_adapter(model):
+    """`model` with a LoRA adapter whose B is not zero (at zero the adapter changes nothing), and
+    its KL reference: the same model with the adapter off."""
+    from selfplay.config import LoraSettings
+    from selfplay.models.lora import WithoutAdapter, add_adapter
+
+    model = add_adapter(model, LoraSettings(r=4, alpha=8), seed=0, base_name="tiny")
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.1, generator=torch.Generator().manual_seed(1))
+    return model, WithoutAdapter(model)
+
+
+def update_recording_passes(learner, samples):
+    """One update; the (rows, columns) of every forward pass of the learner's transformer, the
+    stats and the gradients."""
+    model = learner.model
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    shapes = []
+    hook = inner.model.register_forward_pre_hook(
+        lambda _, args, kwargs: shapes.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True)
+    stats = learner.update(samples)
+    hook.remove()
+    return shapes, stats, [p.grad.clone() for p in learner.params]
+
+
+def assert_same_update(a, b):
+    """Two updates' loss, KL, entropy and gradients agree up to float rounding."""
+    (_, a_stats, a_grads), (_, b_stats, b_grads) = a, b
+    for key in ("loss", "pg_loss", "kl", "entropy"):
+        assert a_stats[key] == pytest.approx(b_stats[key], rel=1e-5, abs=1e-7)
+    for x, y in zip(a_grads, b_grads):
+        torch.testing.assert_close(x, y, atol=1e-6, rtol=1e-4)
+
+
 @pytest.mark.parametrize("lora", [False, True])
 def test_a_shared_prompt_prefix_runs_once_with_the_same_loss_and_gradient(lora):
     """Prompts that start with the same rules: the rules run once, for one row, and the loss, KL,
     entropy and gradient equal those of every prompt run whole (with LoRA, the KL reference is the
     same model with its adapter off, which shares the prefix too)."""
-    from selfplay.config import LoraSettings
-    from selfplay.models.lora import WithoutAdapter, add_adapter
-
     batch = [(RULES + board, answer, advantage) for board, answer, advantage in BATCH + [("o", "5", -1.0)]]
     results = []
     for share in (True, False):
         model, tokenizer = load_model("tiny", seed=0)
         reference = copy.deepcopy(model)
         if lora:
-            model = add_adapter(model, LoraSettings(r=4, alpha=8), seed=0, base_name="tiny")
-            with torch.no_grad():  # B starts at zero: make the adapter visible
-                for name, p in model.named_parameters():
-                    if "lora_B" in name:
-                        p.normal_(0, 0.1, generator=torch.Generator().manual_seed(1))
-            reference = WithoutAdapter(model)
+            model, reference = with_visible_adapter(model)
         learner = Learner(model, LearnerSettings(lr=0.0, epochs=1, micro_batch_size=4, loss_norm="constant",
                                                  norm_constant=16, grad_clip=None, kl_coef=0.1, kl_estimator="k1",
                                                  entropy_coef=0.1, share_prompt_prefix=share),
                           ref_model=reference)
         samples = make_samples(tokenizer, batch)
-        rows = []
-        inner = model.get_base_model() if lora else model
-        hook = inner.model.register_forward_pre_hook(
-            lambda _, args, kwargs: rows.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True)
-        stats = learner.update(samples)
-        hook.remove()
-        results.append((rows, stats, [p.grad.clone() for p in learner.params]))
-    (rows, shared, shared_grads), (whole_rows, whole, whole_grads) = results
+        results.append(update_recording_passes(learner, samples))
+    (rows, shared, _), (whole_rows, _, _) = results
     longest = max(len(s.prompt_ids) for s in samples) + max(len(s.response_ids) for s in samples)
     passes = 2 if lora else 1  # with LoRA the reference's forward runs on the same model first
     assert whole_rows == [(4, longest)] * passes
     prefix = rows[0][1]
     assert prefix > len(RULES) and rows == [(1, prefix), (4, longest - prefix)] * passes
     assert shared["kl"] > 0 or not lora  # with LoRA the policy and its reference differ
-    for key in ("loss", "pg_loss", "kl", "entropy"):
-        assert shared[key] == pytest.approx(whole[key], rel=1e-5, abs=1e-7)
-    for a, b in zip(shared_grads, whole_grads):
-        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-4)
+    assert_same_update(*results)
 
 
 @pytest.mark.parametrize("answers, lora", [(["4", "I pick 4", "2", "4"], False), (["4", "2", "7", "4"], False),
@@ -498,20 +517,11 @@ def test_each_prompt_runs_once_for_its_answers_with_the_same_loss_and_gradient(a
     sequence run whole, with prompts of different lengths, answers of different lengths (or all
     one token long, the second case, where the prompts' pass is the only one), a restricted
     sample and sample weights; with LoRA too (the reference: the same model, its adapter off)."""
-    from selfplay.config import LoraSettings
-    from selfplay.models.lora import WithoutAdapter, add_adapter
-
     model, tokenizer = load_model("tiny", seed=0)
     reference = copy.deepcopy(model)
     with torch.no_grad():  # a reference that differs, so the KL is not zero
         for p in reference.parameters():
             p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(2)) * 0.05)
-    if lora:
-        model = add_adapter(model, LoraSettings(r=4, alpha=8), seed=0, base_name="tiny")
-        with torch.no_grad():  # B starts at zero: make the adapter visible
-            for name, p in model.named_parameters():
-                if "lora_B" in name:
-                    p.normal_(0, 0.1, generator=torch.Generator().manual_seed(1))
     boards = ["x.o..x...o", "xx.oo....", "o"]
     batch = [(board, answer, 0.5 - 0.3 * i + 0.2 * j) for i, board in enumerate(boards) for j, answer in enumerate(answers)]
     samples = make_samples(tokenizer, batch)
@@ -523,20 +533,14 @@ def test_each_prompt_runs_once_for_its_answers_with_the_same_loss_and_gradient(a
         samples[5].response_ids[-1],)
     results = []
     for share in (True, False):
-        policy = copy.deepcopy(model)
+        policy, policy_reference = with_visible_adapter(copy.deepcopy(model)) if lora else (copy.deepcopy(model), reference)
         learner = Learner(policy, LearnerSettings(lr=0.0, epochs=1, micro_batch_size=len(samples),
                                                   loss_norm="constant", norm_constant=4, grad_clip=None,
                                                   kl_coef=0.1, kl_estimator="k3", entropy_coef=0.1,
                                                   share_prompts=share),
-                          ref_model=WithoutAdapter(policy) if lora else reference)
-        shapes = []
-        inner = policy.get_base_model() if lora else policy
-        hook = inner.model.register_forward_pre_hook(
-            lambda _, args, kwargs: shapes.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True)
-        stats = learner.update(samples)
-        hook.remove()
-        results.append((shapes, stats, [p.grad.clone() for p in learner.params]))
-    (shapes, shared, shared_grads), (whole_shapes, whole, whole_grads) = results
+                          ref_model=policy_reference)
+        results.append(update_recording_passes(learner, samples))
+    (shapes, shared, _), (whole_shapes, _, _) = results
     distinct = len({(tuple(s.prompt_ids), tuple(s.response_ids)) for s in samples})  # "4" twice per board
     prompt_width = max(len(s.prompt_ids) for s in samples)
     width = max(len(s.response_ids) for s in samples)
@@ -544,10 +548,7 @@ def test_each_prompt_runs_once_for_its_answers_with_the_same_loss_and_gradient(a
     assert whole_shapes == [(distinct, prompt_width + width)] * passes
     assert shapes == ([(len(boards), prompt_width)] + ([(distinct, width - 1)] if width > 1 else [])) * passes
     assert shared["kl"] > 0
-    for key in ("loss", "pg_loss", "kl", "entropy"):
-        assert shared[key] == pytest.approx(whole[key], rel=1e-5, abs=1e-7)
-    for a, b in zip(shared_grads, whole_grads):
-        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-4)
+    assert_same_update(*results)
 
 
 def test_share_prompts_leaves_a_batch_of_distinct_prompts_whole():

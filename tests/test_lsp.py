@@ -849,9 +849,11 @@ def test_unfill_reads_back_the_characters_of_the_slots():
         _unfill("{}+{}", "3+45")
 
 
-def test_probes_of_a_family_that_does_not_fit_the_template_are_a_config_error(policy, tmp_path):
+def test_probes_or_slot_credit_of_a_family_that_does_not_fit_the_template_are_a_config_error(policy, tmp_path):
     with pytest.raises(ConfigError, match=r"recipe\.challenger_probes: '[\d+]+' does not fit the template"):
         build(policy, tmp_path, ["recipe.challenger_probes=4", "recipe.task_options.digits=2"])
+    with pytest.raises(ConfigError, match=r"recipe\.invalid_slot_credit: '[\d+]+' does not fit the template"):
+        build(policy, tmp_path, ["recipe.invalid_slot_credit=0.5", "recipe.task_options.digits=2"])
 
 
 def test_challenger_probes_are_training_sums_paid_minus_V_against_their_own_mean(policy, tmp_path):

@@ -268,25 +268,23 @@ class LSPRecipe(Recipe):
         # per slot of the compact template: the characters training problems have there
         self.slot_characters: list[set[str]] = []
         if cfg.invalid_slot_credit and cfg.style == "compact" and "{}" in cfg.compact_template:
-            slots, rng = cfg.compact_template.count("{}"), random.Random(0)
-            self.slot_characters = [set() for _ in range(slots)]
-            for problem in (self.task.sample(rng) for _ in range(1000)):
-                try:
-                    written = _unfill(cfg.compact_template, problem.text)
-                except ValueError as error:
-                    from selfplay.config import ConfigError  # selfplay.config imports the recipes
-                    raise ConfigError(f"recipe.invalid_slot_credit: {error}") from None
+            self.slot_characters = [set() for _ in range(cfg.compact_template.count("{}"))]
+            for written in self.training_fillings("invalid_slot_credit", 1000, "a malformed query is credited by its slots"):
                 for slot, char in enumerate(written):
                     self.slot_characters[slot].add(char)
         if cfg.challenger_probes:  # every problem of the family must fit the template's slots
-            from selfplay.config import ConfigError  # selfplay.config imports the recipes
+            self.training_fillings("challenger_probes", 100, "a probe is written into the slots")
 
-            rng = random.Random(0)
-            for problem in (self.task.sample(rng) for _ in range(100)):
-                try:
-                    _unfill(cfg.compact_template, problem.text)
-                except ValueError as error:
-                    raise ConfigError(f"recipe.challenger_probes: {error}; a probe is written into the slots") from None
+    def training_fillings(self, key: str, count: int, why: str) -> list[str]:
+        """The characters that fill the compact template's slots to write `count` training problems
+        (drawn with a fixed seed); a family whose problems do not fit it is a config error of `key`."""
+        from selfplay.config import ConfigError  # selfplay.config imports the recipes
+
+        rng = random.Random(0)
+        try:
+            return [_unfill(self.cfg.compact_template, self.task.sample(rng).text) for _ in range(count)]
+        except ValueError as error:
+            raise ConfigError(f"recipe.{key}: {error}; {why}") from None
 
     def alphabet_ids(self, key: str, alphabet: str) -> tuple[int, ...]:
         """The token ids of `alphabet`'s characters and the stop tokens: each character one token."""
