@@ -69,9 +69,12 @@ class VerifiableReward(RewardSource):
         self.format_reward = format_reward
 
     def score(self, pairs: list[tuple[str, str]]) -> list[Score]:
-        scores = []
+        scores, checks = [], {}  # the G answers to a query share its check: one parse
         for query, answer in pairs:
-            check = self.task.check_query(query)
+            if not isinstance(query, str):  # bad input: the family's check says why
+                check = self.task.check_query(query)
+            else:
+                check = checks.get(query) or checks.setdefault(query, self.task.check_query(query))
             if check.problem is None:
                 scores.append(Score(0.0, f"invalid query: {check.reason}"))
                 continue
