@@ -45,7 +45,7 @@ from pathlib import Path
 
 import torch
 
-from selfplay.config import load_config
+from selfplay.config import ConfigError, load_config
 from selfplay.evals.arena import play
 from selfplay.evals.exploitability import exploitability
 from selfplay.agents import make_agent
@@ -85,13 +85,19 @@ def run_name(key: str) -> str:
     return key.partition("-seed")[0]
 
 
+def run_config(name: str, minutes: float | None, out: Path, seed: int | None, overrides: list[str]):
+    """The config of one run: its preset, the benchmark's settings for it and the --set overrides."""
+    preset, extra, default_minutes = PRESETS[name]
+    seeded = [] if seed is None else [f"seed={seed}"]
+    return load_config(f"selfplay/configs/{preset}.yaml", [*extra, *overrides, *seeded,
+                                                           f"output_dir={out / run_key(name, seed)}",
+                                                           f"time_limit_minutes={minutes or default_minutes}"])
+
+
 def train(name: str, minutes: float | None, out: Path, seed: int | None = None, overrides: list[str] = (),
           games: int = 1000, skip_initial: bool = False):
-    preset, extra, default_minutes = PRESETS[name]
     folder = out / run_key(name, seed)
-    seeded = [] if seed is None else [f"seed={seed}"]
-    cfg = load_config(f"selfplay/configs/{preset}.yaml", [*extra, *overrides, *seeded, f"output_dir={folder}",
-                                                          f"time_limit_minutes={minutes or default_minutes}"])
+    cfg = run_config(name, minutes, out, seed, overrides)
     trainer = Trainer(cfg, folder)
     before = trainer.recipe.evaluate(0).metrics if cfg.recipe.name in HELD_OUT else {}
     if name in REASONING and not skip_initial:  # the initial model: its games and its suites
@@ -259,6 +265,15 @@ def main() -> None:
     args = parser.parse_args()
     out = Path(args.out)
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [None]
+    unknown = [name for name in args.only.split(",") if name not in PRESETS]
+    if unknown:
+        parser.error(f"--only: no run named {', '.join(unknown)} (runs: {', '.join(PRESETS)})")
+    for name in args.only.split(","):  # every run's config, before the first trains: a bad --set costs nothing
+        for seed in seeds:
+            try:
+                run_config(name, args.minutes, out, seed, args.set)
+            except ConfigError as err:
+                parser.error(f"{run_key(name, seed)}: {err}")
     results = {}
     for name in args.only.split(","):
         for seed in seeds:

@@ -8,6 +8,7 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -263,3 +264,16 @@ def test_the_progress_line_shows_the_latest_evaluation_first_and_fits_its_width(
     assert len(fit(progress_fields(metrics), 200)) > 30
     assert "random/loss" not in fit(progress_fields(metrics), 200)  # only the headline figures
     assert PROGRESS_WIDTH == 80
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--only", "lsp", "--seeds", "0,1", "--set", "recipe.compact_template={}+{}"], "lsp-seed0: override"),
+    (["--only", "lsp,chess"], "--only: no run named chess"),
+])
+def test_learning_benchmark_checks_every_run_before_training_any(tmp_path, args, says):
+    script = Path(__file__).parent.parent / "benchmarks" / "learning.py"
+    out = subprocess.run([sys.executable, str(script), *args, "--out", str(tmp_path / "bench")],
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert says in out.stderr.splitlines()[-1]
+    assert not (tmp_path / "bench").exists()  # nothing trained, nothing written
