@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -56,15 +55,16 @@ def test_lead_bins_pooled_evaluations(tmp_path):
 
 
 def test_lead_reads_a_real_run(tmp_path):
+    from selfplay.config import load_config
+    from selfplay.trainer import Trainer
+
     out = tmp_path / "run"
-    done = subprocess.run([sys.executable, "-m", "selfplay.cli", "train", "lsp_tiny", f"output_dir={out}", "steps=2",
-                           "save_every=2", "eval.every=1", "threads=1", "time_limit_minutes=null",
-                           "recipe.answers_per_query=2", "recipe.eval_size=16",
-                           "recipe.queries_per_step=16", "recipe.challenger_probes=2",
-                           # digits only: every fresh query fills the template, so every evaluation has one
-                           'recipe.compact_alphabet="0123456789"'],
-                          env={**os.environ, "SELFPLAY_NO_PROGRESS": "1"}, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-2000:]
+    overrides = ["steps=2", "save_every=2", "eval.every=1", "threads=1", "time_limit_minutes=null",
+                 "recipe.answers_per_query=2", "recipe.eval_size=16", "recipe.queries_per_step=16",
+                 "recipe.challenger_probes=2",
+                 # digits only: every fresh query fills the template, so every evaluation has one
+                 'recipe.compact_alphabet="0123456789"']
+    Trainer(load_config("selfplay/configs/lsp_tiny.yaml", overrides), out).train()
     rows = lsp_lead.evaluations(out)
     assert rows, "no evaluation with a fresh-query accuracy"
     (row,) = lsp_lead.lead(rows, [0.0, 1.0])
