@@ -8,6 +8,7 @@ that restores it cannot disagree about which random stream was used.
     derive_seed(cfg.seed, step, "prompts")        which problems step N trains on (RLVR)
     derive_seed(cfg.seed, step, "evaluation")     the sampling of the evaluation at step N
     derive_seed(cfg.seed, step, "replay")         which earlier queries step N replays (LSP)
+    derive_seed(cfg.seed, step, "candidates")     the Challenger's extra queries of step N (LSP)
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import random
 # Each stream is `base * multiplier + index`: distinct large primes keep the streams of
 # one base apart for any realistic index (an offset stream is plain `base + index`).
 STREAMS = {"game": 1_000_003, "agent": 1_000_003, "generation": 7_919, "offset": 1,
-           "prompts": 1_000_033, "evaluation": 7_927, "replay": 1_000_037}
+           "prompts": 1_000_033, "evaluation": 7_927, "replay": 1_000_037,
+           "candidates": 1_000_039}
 
 
 def derive_seed(base: int, index: int, stream: str) -> int:

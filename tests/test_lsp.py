@@ -79,7 +79,7 @@ def mixed_step(recipe, steps=range(60), also=lambda batch: True):
     random model writes a valid sum rarely; every step is a pure function of (seed, step))."""
     for step in steps:
         batch = recipe.collect(step)
-        own = [c for c in challengers(batch) if not c.info.get("probe")]
+        own = [c for c in challengers(batch) if not (c.info.get("probe") or c.info.get("candidate"))]
         valid = [c for c in own if c.info["valid"]]
         if valid and len(valid) < len(own) and also(batch):
             return step, batch
@@ -856,17 +856,25 @@ def test_probes_or_slot_credit_of_a_family_that_does_not_fit_the_template_are_a_
         build(policy, tmp_path, ["recipe.invalid_slot_credit=0.5", "recipe.task_options.digits=2"])
 
 
-def test_challenger_probes_are_training_sums_paid_minus_V_against_their_own_mean(policy, tmp_path):
-    plain = build(policy, tmp_path)
-    lsp = build(policy, tmp_path, ["recipe.challenger_probes=16"])
-    # a step with valid and invalid queries whose probes are not all paid alike (the random Solver
-    # rarely writes a number: R = 0.2 of one answer in three pays -0.067)
-    step, batch = mixed_step(lsp, also=lambda b: len({s.reward for s in b.samples if s.info.get("probe")}) > 1)
+def beside_plain(policy, tmp_path, extra, common=(), also=lambda batch: True):
+    """A mixed step (`mixed_step`) of the recipe with the `extra` overrides, and the same step without
+    them: (plain recipe, recipe, step, batch, plain batch, the samples the extras add). The step's own
+    samples are the same either way; the extras come after them."""
+    plain, lsp = build(policy, tmp_path, common), build(policy, tmp_path, [*common, *extra])
+    step, batch = mixed_step(lsp, also=also)
     before = plain.collect(step)
     own = batch.samples[:len(before.samples)]
-    assert [(s.response_ids, s.reward) for s in own] == [(s.response_ids, s.reward)
-                                                        for s in before.samples]  # the step is unchanged
-    probes = batch.samples[len(before.samples):]
+    assert [(s.response_ids, s.reward) for s in own] == [(s.response_ids, s.reward) for s in before.samples]
+    return plain, lsp, step, batch, before, batch.samples[len(before.samples):]
+
+
+def test_challenger_probes_are_training_sums_paid_minus_V_against_their_own_mean(policy, tmp_path):
+    # a step with valid and invalid queries whose probes are not all paid alike (the random Solver
+    # rarely writes a number: R = 0.2 of one answer in three pays -0.067)
+    plain, lsp, step, batch, before, probes = beside_plain(
+        policy, tmp_path, ["recipe.challenger_probes=16"],
+        also=lambda b: len({s.reward for s in b.samples if s.info.get("probe")}) > 1)
+    own = batch.samples[:len(before.samples)]
     assert len(probes) == 16 and all(p.role == CHALLENGER and p.info["probe"] for p in probes)
     # alpha_ch 1, N = 32: L_ch the mean over the step's own queries, each probe weighing as one of them
     weight = len(batch.samples) / 32
@@ -893,6 +901,47 @@ def test_challenger_probes_are_training_sums_paid_minus_V_against_their_own_mean
     plain.advantages(before)
     mean = sum(p.reward for p in probes) / 16
     assert [p.advantage for p in probes] == pytest.approx([p.reward - mean for p in probes])
+    assert [s.advantage for s in own] == pytest.approx([s.advantage for s in before.samples])
+
+
+def test_challenger_candidates_are_its_own_queries_paid_minus_the_greedy_answer(policy, tmp_path):
+    # a step whose candidates are some valid and some not
+    plain, lsp, step, batch, before, candidates = beside_plain(
+        policy, tmp_path, ["recipe.challenger_candidates=48"], common=["recipe.repetition_penalty=0.5"],
+        also=lambda b: len({s.info["valid"] for s in b.samples if s.info.get("candidate")}) > 1)
+    own = batch.samples[:len(before.samples)]
+    assert len(candidates) == 48 and all(c.role == CHALLENGER and c.info["candidate"] for c in candidates)
+    # sampled as the Challenger's own queries, from their own seed, with the sampler's log-probs
+    rng = random.Random(derive_seed(0, step, "candidates"))
+    queries = policy.generator.generate([lsp.challenger_prompt] * 48, lsp.query_sampling, seed=rng.randrange(2**31))
+    assert [c.response_ids for c in candidates] == [q.response_ids for q in queries]
+    assert [c.logprobs for c in candidates] == [q.logprobs for q in queries]
+    # a valid one pays -R of the Solver's greedy answer, a malformed one -2; each less 0.5 x its share
+    # of the 48
+    valid = [c for c in candidates if c.info["valid"]]
+    problems = [lsp.task.check_query(c.info["text"]).problem for c in valid]
+    answers = policy.generator.generate([lsp.task_prompt_ids(p) for p in problems], lsp.context.eval_sampling)
+    R = {c.info["text"]: 1.0 if g.score == 1.0 else 0.2 if g.well_formed else 0.0
+         for c, g in zip(valid, (lsp.task.grade(p, a.text) for p, a in zip(problems, answers)))}
+    texts = [c.info["text"] for c in candidates]
+    for c in candidates:
+        paid = -R[c.info["text"]] if c.info["valid"] else -2.0
+        assert c.reward == pytest.approx(paid - 0.5 * texts.count(c.info["text"]) / 48)
+    assert batch.metrics["lsp/candidate_valid"] == pytest.approx(len(valid) / 48)
+    assert batch.metrics["lsp/candidate_solver_accuracy"] == pytest.approx(
+        sum(R[c.info["text"]] == 1.0 for c in valid) / len(valid))
+    # together they weigh as the step's N = 32 own queries (alpha_ch 1); the Solver's samples are the
+    # same and still weigh as L_sol
+    size = len(batch.samples)
+    assert all(c.weight == pytest.approx(size / 48) for c in candidates)
+    assert all(c.weight == pytest.approx(size / 32) for c in challengers(batch) if not c.info.get("candidate"))
+    assert len(solvers(batch)) == len(solvers(before))
+    assert sum(s.weight for s in solvers(batch)) == pytest.approx(size)
+    # A_ch of a candidate against the candidates' mean; the step's own samples as without them
+    lsp.advantages(batch)
+    plain.advantages(before)
+    mean = sum(c.reward for c in candidates) / 48
+    assert [c.advantage for c in candidates] == pytest.approx([c.reward - mean for c in candidates])
     assert [s.advantage for s in own] == pytest.approx([s.advantage for s in before.samples])
 
 

@@ -34,6 +34,9 @@ Deviations from the paper, each an option:
   exists) and `learnability` (AZR's 1 - s iff 0 < s < 1), or `greedy` (-R of one more answer,
   the Solver's greedy one: paid for what the Solver does not know, not for its sampling noise);
   `challenger_reward_late` replaces it from step `challenger_reward_late_from` on.
+- `challenger_probes`, `challenger_candidates`, `solver_replay` (0 by default): more for the
+  Challenger to learn from each step (training problems drawn uniformly, paid -V(q); more of its
+  own queries, paid by the Solver's greedy answer), more for the Solver (its earlier queries).
 - `repetition_penalty` (0 by default): R-Zero's penalty on a Challenger that writes the same
   query many times in one step; `repetition_penalty_final` and `repetition_penalty_steps` move
   it linearly to another value over the first steps; `alpha_ch_final`, `alpha_ch_steps` and
@@ -186,6 +189,12 @@ class Config(RecipeSection):
     # write. Each weighs as one of its own queries. Compact style with a template only (the problem
     # is written back into its slots)
     challenger_probes: int = Field(0, ge=0)
+    # the Challenger also writes this many more queries each step, each paid -R of the Solver's greedy
+    # answer (one short generation) against their mean, less the repetition penalty among them (0:
+    # off, the paper's); the Solver does not train on them. An on-policy screen: cheap answers show
+    # the Challenger far more of what its Solver fails than its N queries do. Together they weigh as
+    # its N own queries
+    challenger_candidates: int = Field(0, ge=0)
     # the Solver also answers this many of the Challenger's valid queries of the last `replay_window`
     # steps each step, drawn uniformly, and trains on them (0: off, the paper's): what it learned
     # stays in its batch while the Challenger moves on (self-written queries only: still data-free)
@@ -342,7 +351,8 @@ class LSPRecipe(Recipe):
                               seed=derive_seed(seed, 2 * step + 1, "generation"))
         n_own = len(samples)
         samples += self.replay(step, [texts[i] for i in valid])
-        n_solver, batch_size = len(samples), len(samples) + len(queries) + cfg.challenger_probes
+        n_solver = len(samples)
+        batch_size = n_solver + len(queries) + cfg.challenger_probes + cfg.challenger_candidates
         repeats = {text: count / len(texts) for text, count in Counter(texts).items()}
         penalty = self.repetition_penalty(step)
         alpha_ch = _linear(cfg.alpha_ch, cfg.alpha_ch_final, cfg.alpha_ch_steps, step - cfg.alpha_ch_from)
@@ -368,6 +378,8 @@ class LSPRecipe(Recipe):
         for s in samples[:n_solver]:
             s.weight = batch_size / n_solver
         probes, probe_reward = self.probe_samples(step, alpha_ch * batch_size / len(queries))
+        candidates, candidate_metrics = self.candidate_samples(
+            step, alpha_ch * batch_size / max(cfg.challenger_candidates, 1), penalty)
         self.recent = [{"step": step + 1, "task": cfg.task, "role": CHALLENGER, "query": c.info["text"],
                         "reason": c.info["reason"], "challenger_reward": round(c.reward, 4),
                         "answers": [{"answer": a.info["text"], "R": round(a.info["R"], 4), "R_Q": round(a.info["R_Q"], 4),
@@ -377,7 +389,7 @@ class LSPRecipe(Recipe):
             "lsp/repetition_penalty": penalty, "lsp/alpha_ch": alpha_ch, "lsp/novelty_bonus": sum(bonuses) / len(bonuses)}
         if probes:
             metrics["lsp/probe_solver_reward"] = probe_reward
-        return Batch(samples + probes, metrics)
+        return Batch(samples + probes + candidates, metrics | candidate_metrics)
 
     def answer(self, asked: list[tuple[str, int, str, Any]], seed: int) -> list[Sample]:
         """The Solver's G sampled answers to each (group, episode, query, problem), scored: R from
@@ -434,6 +446,36 @@ class LSPRecipe(Recipe):
                 info={"text": problem.text, "valid": True, "reason": "probe", "probe": True}))
         return samples, -sum(s.reward for s in samples) / len(samples)
 
+    def candidate_samples(self, step: int, weight: float, penalty: float) -> tuple[list[Sample], dict[str, float]]:
+        """`challenger_candidates` more queries of the Challenger, sampled as its own, each paid -R of
+        the Solver's greedy answer (a malformed or held-out one as its own would be) less the
+        repetition penalty among them; the Solver does not train on them."""
+        cfg = self.cfg
+        if not cfg.challenger_candidates:
+            return [], {}
+        rng = random.Random(derive_seed(self.context.seed, step, "candidates"))
+        queries = self.policy.generator.generate([self.challenger_prompt] * cfg.challenger_candidates,
+                                                 self.query_sampling, seed=rng.randrange(2**31))
+        read = [self.read_query(q.text) for q in queries]
+        valid = [(text, check[2]) for text, check in read if check[0]]
+        greedy = self.greedy_scores([text for text, _ in valid],
+                                    [self.prompt_ids(self.solver_prompt(text, problem)) for text, problem in valid],
+                                    seed=rng.randrange(2**31))
+        repeats = Counter(text for text, _ in read)
+        samples = [Sample(
+            prompt_ids=query.prompt_ids, response_ids=query.response_ids, logprobs=query.logprobs, task=cfg.task,
+            role=CHALLENGER, episode_id=-1, group=f"{step}:candidate{j}", truncated=query.truncated,
+            reward=(-greedy[text] if ok else self.challenger_reward([], False, reason == HELD_OUT))
+            - penalty * repeats[text] / len(read),
+            allowed_token_ids=self.trained_alphabet, weight=weight,
+            info={"text": text, "valid": ok, "reason": reason, "candidate": True},
+        ) for j, (query, (text, (ok, reason, _))) in enumerate(zip(queries, read))]
+        metrics = {"lsp/candidate_valid": len(valid) / len(read)}
+        if valid:  # the Solver's greedy accuracy on them: R of 1 (a format reward is below it)
+            metrics["lsp/candidate_solver_accuracy"] = sum(greedy[text] >= cfg.reward_scale
+                                                           for text, _ in valid) / len(valid)
+        return samples, metrics
+
     def read_query(self, written: str) -> tuple[str, tuple]:
         """The query the Challenger's text makes, and its check: a text too short for the compact
         template is refused before it is checked (the family reads a bare `7` as a problem)."""
@@ -481,9 +523,15 @@ class LSPRecipe(Recipe):
         `greedy` (else empty: no extra generation)."""
         if self.challenger_kind(step) != "greedy" or not queries:
             return {}
-        distinct = dict(zip(queries, prompts))  # a query asked twice has one greedy answer
-        answers = self.policy.generator.generate(list(distinct.values()), self.context.eval_sampling,
-                                                 seed=derive_seed(self.context.seed, 2 * step + 1, "generation"))
+        return self.greedy_scores(queries, prompts, derive_seed(self.context.seed, 2 * step + 1, "generation"))
+
+    def greedy_scores(self, queries: list[str], prompts: list[list[int]], seed: int) -> dict[str, float]:
+        """R of the Solver's answer to each query (`prompts`: the Solver's prompt of each), answered
+        as evaluations answer (greedy in the presets)."""
+        distinct = dict(zip(queries, prompts))  # a query asked twice has one answer
+        if not distinct:
+            return {}
+        answers = self.policy.generator.generate(list(distinct.values()), self.context.eval_sampling, seed=seed)
         scores = self.reward_source.score([(q, a.text) for q, a in zip(distinct, answers)])
         return {q: score.value * self.cfg.reward_scale for q, score in zip(distinct, scores)}
 
@@ -546,14 +594,17 @@ class LSPRecipe(Recipe):
     # ---- advantages ------------------------------------------------------------------------------
     def advantages(self, batch: Batch) -> list[Sample]:
         """A_sol = R - V(q); A_ch = r_ch - mean(r_ch) (Vbar - V(q) with r_ch = -V(q))."""
-        own = [s for s in batch.samples if not s.info.get("probe")]
+        own = [s for s in batch.samples if not (s.info.get("probe") or s.info.get("candidate"))]
         probes = [s for s in batch.samples if s.info.get("probe")]
+        candidates = [s for s in batch.samples if s.info.get("candidate")]
         lsp_advantages(own, SOLVER, CHALLENGER)
-        if probes:  # against the mean of the drawn problems: harder than the family's average
-            mean = sum(p.reward for p in probes) / len(probes)
-            for s in probes:
+        # each against its own mean: probes harder than the family's average, candidates than the
+        # Challenger's
+        for group in (probes, candidates):
+            mean = sum(s.reward for s in group) / max(len(group), 1)
+            for s in group:
                 s.advantage = s.reward - mean
-        return own + probes
+        return own + probes + candidates
 
     # ---- evaluate: the Solver on held-out problems no Challenger wrote ---------------------------
     def evaluate(self, step: int) -> Evaluation:
