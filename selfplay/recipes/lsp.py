@@ -366,9 +366,9 @@ class LSPRecipe(Recipe):
             samples.append(Sample(
                 prompt_ids=query.prompt_ids, response_ids=query.response_ids, logprobs=query.logprobs,
                 task=cfg.task, role=CHALLENGER, episode_id=step * cfg.queries_per_step + i,
-                reward=self.challenger_reward(own, checks[i][0], checks[i][1] == HELD_OUT, step, greedy.get(texts[i]))
-                - penalty * repeats[texts[i]] + bonuses[i]
-                + (self.slot_credit(query.text) if not checks[i][0] and checks[i][1] != HELD_OUT else 0.0),
+                reward=(self.challenger_reward(own, True, step=step, greedy=greedy.get(texts[i])) if checks[i][0]
+                        else self.refused_reward(query.text, checks[i][1]))
+                - penalty * repeats[texts[i]] + bonuses[i],
                 group=f"{step}:{i}", truncated=query.truncated, allowed_token_ids=self.trained_alphabet,
                 # the learner averages over the whole batch: these weights make it L_sol (mean over the
                 # N*G answers) + alpha_ch * L_ch (mean over the N queries)
@@ -465,8 +465,7 @@ class LSPRecipe(Recipe):
         samples = [Sample(
             prompt_ids=query.prompt_ids, response_ids=query.response_ids, logprobs=query.logprobs, task=cfg.task,
             role=CHALLENGER, episode_id=-1, group=f"{step}:candidate{j}", truncated=query.truncated,
-            reward=(-greedy[text] if ok else self.challenger_reward([], False, reason == HELD_OUT))
-            - penalty * repeats[text] / len(read),
+            reward=(-greedy[text] if ok else self.refused_reward(query.text, reason)) - penalty * repeats[text] / len(read),
             allowed_token_ids=self.trained_alphabet, weight=weight,
             info={"text": text, "valid": ok, "reason": reason, "candidate": True},
         ) for j, (query, (text, (ok, reason, _))) in enumerate(zip(queries, read))]
@@ -557,6 +556,12 @@ class LSPRecipe(Recipe):
         if kind == "learnability":
             return learnability_reward(solve_rate) + V_Q
         return -V + V_Q
+
+    def refused_reward(self, written: str, reason: str) -> float:
+        """r_ch of a query refused before any answer (`reason`: why): a held-out problem's price, or
+        a malformed query's, credited by the slots `written` filled."""
+        held_out = reason == HELD_OUT
+        return self.challenger_reward([], False, held_out) + (0.0 if held_out else self.slot_credit(written))
 
     def slot_credit(self, written: str) -> float:
         """`invalid_slot_credit` times the share of the template's slots that `written` fills with a
