@@ -945,6 +945,29 @@ def test_challenger_candidates_are_its_own_queries_paid_minus_the_greedy_answer(
     assert [s.advantage for s in own] == pytest.approx([s.advantage for s in before.samples])
 
 
+def test_candidates_start_at_their_step_and_weigh_their_share_of_the_own_queries(policy, tmp_path):
+    plain = build(policy, tmp_path)
+    lsp = build(policy, tmp_path, ["recipe.challenger_candidates=48", "recipe.candidate_weight=0.25",
+                                   "recipe.candidates_from=3"])
+    for step in range(5):
+        before, batch = plain.collect(step), lsp.collect(step)
+        candidates = [c for c in challengers(batch) if c.info.get("candidate")]
+        own = batch.samples[:len(before.samples)]
+        assert [(s.response_ids, s.reward) for s in own] == [(s.response_ids, s.reward) for s in before.samples]
+        if step < 3:  # no candidates yet: the step is the plain one, weights and metrics too
+            assert candidates == [] and len(batch.samples) == len(before.samples)
+            assert [s.weight for s in batch.samples] == [s.weight for s in before.samples]
+            assert "lsp/candidate_valid" not in batch.metrics
+            continue
+        # then 48 a step, together a quarter of the N = 32 own queries' weight (alpha_ch 1)
+        size = len(batch.samples)
+        assert len(candidates) == 48 and size == len(before.samples) + 48
+        assert all(c.weight == pytest.approx(0.25 * size / 48) for c in candidates)
+        assert all(c.weight == pytest.approx(size / 32) for c in challengers(batch) if not c.info.get("candidate"))
+        assert sum(s.weight for s in solvers(batch)) == pytest.approx(size if solvers(batch) else 0)
+        assert "lsp/candidate_valid" in batch.metrics
+
+
 def test_the_solver_replays_earlier_valid_queries_of_its_window_and_keeps_them_across_a_checkpoint(policy, tmp_path):
     plain = build(policy, tmp_path)
     lsp = build(policy, tmp_path, ["recipe.solver_replay=5", "recipe.replay_window=3"])

@@ -193,8 +193,11 @@ class Config(RecipeSection):
     # answer (one short generation) against their mean, less the repetition penalty among them (0:
     # off, the paper's); the Solver does not train on them. An on-policy screen: cheap answers show
     # the Challenger far more of what its Solver fails than its N queries do. Together they weigh as
-    # its N own queries
+    # its N own queries, or `candidate_weight` times as much; from step `candidates_from` (counted from
+    # 0) on: pressing on the Solver's failures before it has learned to answer costs it the climb
     challenger_candidates: int = Field(0, ge=0)
+    candidate_weight: float = Field(1.0, gt=0)
+    candidates_from: int = Field(0, ge=0)
     # the Solver also answers this many of the Challenger's valid queries of the last `replay_window`
     # steps each step, drawn uniformly, and trains on them (0: off, the paper's): what it learned
     # stays in its batch while the Challenger moves on (self-written queries only: still data-free)
@@ -352,7 +355,8 @@ class LSPRecipe(Recipe):
         n_own = len(samples)
         samples += self.replay(step, [texts[i] for i in valid])
         n_solver = len(samples)
-        batch_size = n_solver + len(queries) + cfg.challenger_probes + cfg.challenger_candidates
+        n_candidates = cfg.challenger_candidates if step >= cfg.candidates_from else 0
+        batch_size = n_solver + len(queries) + cfg.challenger_probes + n_candidates
         repeats = {text: count / len(texts) for text, count in Counter(texts).items()}
         penalty = self.repetition_penalty(step)
         alpha_ch = _linear(cfg.alpha_ch, cfg.alpha_ch_final, cfg.alpha_ch_steps, step - cfg.alpha_ch_from)
@@ -379,7 +383,7 @@ class LSPRecipe(Recipe):
             s.weight = batch_size / n_solver
         probes, probe_reward = self.probe_samples(step, alpha_ch * batch_size / len(queries))
         candidates, candidate_metrics = self.candidate_samples(
-            step, alpha_ch * batch_size / max(cfg.challenger_candidates, 1), penalty)
+            step, n_candidates, cfg.candidate_weight * alpha_ch * batch_size / max(n_candidates, 1), penalty)
         self.recent = [{"step": step + 1, "task": cfg.task, "role": CHALLENGER, "query": c.info["text"],
                         "reason": c.info["reason"], "challenger_reward": round(c.reward, 4),
                         "answers": [{"answer": a.info["text"], "R": round(a.info["R"], 4), "R_Q": round(a.info["R_Q"], 4),
@@ -446,15 +450,15 @@ class LSPRecipe(Recipe):
                 info={"text": problem.text, "valid": True, "reason": "probe", "probe": True}))
         return samples, -sum(s.reward for s in samples) / len(samples)
 
-    def candidate_samples(self, step: int, weight: float, penalty: float) -> tuple[list[Sample], dict[str, float]]:
-        """`challenger_candidates` more queries of the Challenger, sampled as its own, each paid -R of
-        the Solver's greedy answer (a malformed or held-out one as its own would be) less the
-        repetition penalty among them; the Solver does not train on them."""
+    def candidate_samples(self, step: int, n: int, weight: float, penalty: float) -> tuple[list[Sample], dict[str, float]]:
+        """`n` more queries of the Challenger, sampled as its own, each paid -R of the Solver's
+        greedy answer (a malformed or held-out one as its own would be) less the repetition penalty
+        among them; the Solver does not train on them."""
         cfg = self.cfg
-        if not cfg.challenger_candidates:
+        if not n:
             return [], {}
         rng = random.Random(derive_seed(self.context.seed, step, "candidates"))
-        queries = self.policy.generator.generate([self.challenger_prompt] * cfg.challenger_candidates,
+        queries = self.policy.generator.generate([self.challenger_prompt] * n,
                                                  self.query_sampling, seed=rng.randrange(2**31))
         read = [self.read_query(q.text) for q in queries]
         valid = [(text, check[2]) for text, check in read if check[0]]
