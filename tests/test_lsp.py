@@ -32,10 +32,11 @@ PRESET = Path(__file__).resolve().parents[1] / "selfplay" / "configs" / "lsp_tin
 # N = 32 queries a step of two one-digit operands (the preset has three): the random tiny model
 # writes a valid one about once in 30-100 tries; the paper's challenger reward and weights
 # unless a test turns the repetition penalty on (the preset's is 5) or sets alpha_ch, and no
-# probes unless a test asks for them (the preset draws 8)
+# probes or candidates unless a test asks for them (the preset draws 8 and writes 64)
 SMALL = ["recipe.queries_per_step=32", "recipe.answers_per_query=3", "recipe.eval_size=16",
          "recipe.repetition_penalty=0", "recipe.task_options.terms=2", 'recipe.compact_template="{}+{}"',
-         "recipe.query_max_new_tokens=2", "recipe.alpha_ch=1", "recipe.challenger_probes=0"]
+         "recipe.query_max_new_tokens=2", "recipe.alpha_ch=1", "recipe.challenger_probes=0",
+         "recipe.challenger_candidates=0"]
 
 
 def load(overrides=()):
@@ -930,10 +931,10 @@ def test_challenger_candidates_are_its_own_queries_paid_minus_the_greedy_answer(
     assert batch.metrics["lsp/candidate_valid"] == pytest.approx(len(valid) / 48)
     assert batch.metrics["lsp/candidate_solver_accuracy"] == pytest.approx(
         sum(R[c.info["text"]] == 1.0 for c in valid) / len(valid))
-    # together they weigh as the step's N = 32 own queries (alpha_ch 1); the Solver's samples are the
-    # same and still weigh as L_sol
+    # together they weigh half as much as the step's N = 32 own queries (alpha_ch 1, the preset's
+    # candidate_weight 0.5); the Solver's samples are the same and still weigh as L_sol
     size = len(batch.samples)
-    assert all(c.weight == pytest.approx(size / 48) for c in candidates)
+    assert all(c.weight == pytest.approx(0.5 * size / 48) for c in candidates)
     assert all(c.weight == pytest.approx(size / 32) for c in challengers(batch) if not c.info.get("candidate"))
     assert len(solvers(batch)) == len(solvers(before))
     assert sum(s.weight for s in solvers(batch)) == pytest.approx(size)

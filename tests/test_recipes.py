@@ -29,8 +29,10 @@ CONTRACT = {
                          "recipe.solve={deduction: 8, abduction: 8, induction: 4}", "recipe.attempts=4",
                          "recipe.executor_answers={deduction: 8, abduction: 8}", "recipe.eval_size=8"]),
     # the novelty bonus on (its counts are state a resume must restore), the Challenger kept to the
-    # digits (the learner's restricted log-probs) and paid by the greedy answer from step 4
+    # digits (the learner's restricted log-probs) and paid by the greedy answer from step 4; the
+    # preset's probes and candidates (fewer), whose seed streams a resume must continue
     "lsp": ("lsp_tiny", ["recipe.queries_per_step=32", "recipe.answers_per_query=4", "recipe.eval_size=16",
+                         "recipe.challenger_candidates=16",
                          "recipe.novelty_bonus=0.5", "recipe.novelty_decay=0.9", 'recipe.compact_alphabet="0123456789"',
                          "recipe.challenger_reward_late=greedy", "recipe.challenger_reward_late_from=4"]),
 }
