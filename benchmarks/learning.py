@@ -31,7 +31,8 @@ Runs, each with a wall-clock budget (`time_limit_minutes`; 10 minutes, RLVR 5, u
               win rate against the initial model, and R, R_Q, KL per role plotted side by side
 With several --seeds every run is repeated per seed (folders NAME-seedS): how reliable a
 result is matters as much as its best value.
-Prints one table and writes the plots into --out: `rae_ablation.png`, `held_out_accuracy*.png`
+Prints one table and writes `results.json` (beside the results of earlier invocations into the same
+--out) and the plots into --out: `rae_ablation.png`, `held_out_accuracy*.png`
 (LSP beside RLVR), `NAME_harder.png` per LSP run (and `NAME_harder_sampled.png` with `recipe.eval_sampled`), the AZR and SmolLM2 curves.
 """
 
@@ -324,7 +325,25 @@ def main() -> None:
         if smollm2:  # R, R_Q, KL per role and the degeneration signals, LSP-Zero beside LSP
             compare_runs([out / n for n in smollm2], [labels[n] for n in smollm2], key,
                          out / f"smollm2_{key.replace('/', '_')}.png")
-    (out / "results.json").write_text(json.dumps(results, indent=2))
+    save_results(out, results)
+
+
+def save_results(out: Path, results: dict) -> None:
+    """Write `results` into OUT/results.json beside what earlier invocations wrote there (a run of
+    the same name is replaced), so seeds run one at a time into one folder keep every result. A
+    file that is not a results object is moved aside, not overwritten."""
+    path = out / "results.json"
+    earlier = {}
+    if path.exists():
+        try:
+            earlier = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            earlier = None
+        if not isinstance(earlier, dict):
+            path.rename(out / "results.json.unreadable")
+            print(f"{path}: not a results object; moved to results.json.unreadable", flush=True)
+            earlier = {}
+    path.write_text(json.dumps(earlier | results, indent=2))
 
 
 if __name__ == "__main__":

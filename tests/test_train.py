@@ -277,3 +277,21 @@ def test_learning_benchmark_checks_every_run_before_training_any(tmp_path, args,
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert says in out.stderr.splitlines()[-1]
     assert not (tmp_path / "bench").exists()  # nothing trained, nothing written
+
+
+def test_learning_benchmark_results_keep_earlier_runs_of_the_folder(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("learning", Path(__file__).parent.parent / "benchmarks" / "learning.py")
+    learning = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(learning)
+    read = lambda: json.loads((tmp_path / "results.json").read_text())  # noqa: E731
+    learning.save_results(tmp_path, {"lsp-seed0": {"steps": 10}})
+    learning.save_results(tmp_path, {"lsp-seed1": {"steps": 11}})  # seeds run one at a time
+    assert read() == {"lsp-seed0": {"steps": 10}, "lsp-seed1": {"steps": 11}}
+    learning.save_results(tmp_path, {"lsp-seed0": {"steps": 12}})  # a run again: the new result
+    assert read() == {"lsp-seed0": {"steps": 12}, "lsp-seed1": {"steps": 11}}
+    for bad in ("{not json", "[1, 2]"):  # moved aside, never lost
+        (tmp_path / "results.json").write_text(bad)
+        learning.save_results(tmp_path, {"lsp-seed2": {"steps": 13}})
+        assert read() == {"lsp-seed2": {"steps": 13}}
+        assert (tmp_path / "results.json.unreadable").read_text() == bad
+        assert "not a results object" in capsys.readouterr().out
