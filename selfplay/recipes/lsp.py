@@ -193,8 +193,8 @@ class Config(RecipeSection):
     # answer (one short generation) against their mean, less the repetition penalty among them (0:
     # off, the paper's); the Solver does not train on them. An on-policy screen: cheap answers show
     # the Challenger far more of what its Solver fails than its N queries do. Together they weigh as
-    # its N own queries, or `candidate_weight` times as much; from step `candidates_from` (counted from
-    # 0) on: pressing on the Solver's failures before it has learned to answer costs it the climb
+    # its N own queries, or `candidate_weight` times as much (lighter: a steadier Solver, a smaller
+    # lead: docs/lsp.md); from step `candidates_from` (counted from 0) on
     challenger_candidates: int = Field(0, ge=0)
     candidate_weight: float = Field(1.0, gt=0)
     candidates_from: int = Field(0, ge=0)
